@@ -1,0 +1,101 @@
+# psinterpose build. Targets: all test demo bench install clean (DESIGN §1).
+# Outputs go to build/ only.
+
+PREFIX  ?= /usr/local
+VERSION := 0.1.0
+B       := build
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS_ALL := -D_GNU_SOURCE -DPSI_VERSION=\"$(VERSION)\" -Ipolicy -Istore -Ipreload
+# The core and the preload library are built with hidden visibility: the .so
+# exports only the hooks marked PL_EXPORT (DESIGN §1).
+PICFLAGS := -fPIC -fvisibility=hidden
+LIBS    := -lxxhash -ldl -lpthread
+
+CORE_SRC    := $(sort $(wildcard store/*.c policy/*.c))
+PRELOAD_SRC := $(sort $(wildcard preload/*.c))
+TOOLS_SRC   := $(sort $(wildcard tools/*.c))
+UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
+HDRS        := $(wildcard store/*.h policy/*.h preload/*.h tools/*.h)
+
+CORE_OBJ    := $(CORE_SRC:%.c=$(B)/obj/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o)
+TOOLS_OBJ   := $(TOOLS_SRC:%.c=$(B)/obj/%.o)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+# The sanitizer build of the core, preload objects and unit tests.
+SAN_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_CORE    := $(CORE_SRC:%.c=$(B)/san/%.o)
+SAN_PRELOAD := $(PRELOAD_SRC:%.c=$(B)/san/%.o)
+SAN_UNIT    := $(UNIT_SRC:tests/unit/%.c=$(B)/san/tests/%)
+
+.PHONY: all deps test unit unit-san integration demo bench install uninstall clean
+
+all: $(B)/libpsinterpose.so $(B)/psi
+
+deps:
+	@tools/deps.sh
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
+
+$(B)/san/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(SAN_FLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
+
+$(B)/libpsicore.a: $(CORE_OBJ)
+	@mkdir -p $(B)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libpsinterpose.so: $(PRELOAD_OBJ) $(B)/libpsicore.a
+	$(CC) -shared -o $@ $(PRELOAD_OBJ) $(B)/libpsicore.a $(LDFLAGS) $(LIBS) \
+	    -Wl,-z,defs -Wl,-soname,libpsinterpose.so
+
+$(B)/psi: $(TOOLS_OBJ) $(B)/libpsicore.a
+	$(CC) -o $@ $(TOOLS_OBJ) $(B)/libpsicore.a $(LDFLAGS) $(LIBS)
+
+# Unit tests link the core and every preload object except the hook
+# entry points, so state machines are tested without LD_PRELOAD.
+UNIT_PRELOAD := $(filter-out $(B)/obj/preload/pl_hooks_%.o,$(PRELOAD_OBJ))
+$(B)/tests/%: tests/unit/%.c $(UNIT_PRELOAD) $(B)/libpsicore.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) -o $@ $< $(UNIT_PRELOAD) $(B)/libpsicore.a -lcmocka $(LIBS)
+
+SAN_UNIT_PRELOAD := $(filter-out $(B)/san/preload/pl_hooks_%.o,$(SAN_PRELOAD))
+$(B)/san/tests/%: tests/unit/%.c $(SAN_UNIT_PRELOAD) $(SAN_CORE) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_UNIT_PRELOAD) $(SAN_CORE) -lcmocka $(LIBS)
+
+unit: $(UNIT_BIN)
+	@tests/run-unit.sh $(UNIT_BIN)
+
+unit-san: $(SAN_UNIT)
+	@tests/run-unit.sh $(SAN_UNIT)
+
+integration: all
+	@tests/integration/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit unit-san integration
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/demo/demo.sh
+
+bench: all
+	@tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(B)/libpsinterpose.so $(DESTDIR)$(PREFIX)/lib/libpsinterpose.so
+	install -m 0755 $(B)/psi $(DESTDIR)$(PREFIX)/bin/psi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libpsinterpose.so $(DESTDIR)$(PREFIX)/bin/psi
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,99 @@
+/* psi_store: the connector interface (DESIGN §6).
+ *
+ * A connector stores payloads and hands back tokens naming them. The token
+ * carries the connector id, so a receiver resolves it through whichever
+ * connector of that id it has configured (for the file connector: PSI_STORE
+ * if it is a file:// URL, else the default directory).
+ *
+ * Life of an object: the sender calls psi_store_put (the connector copies
+ * and hashes in one pass and fills the token); the receiver calls
+ * psi_store_resolve (get + checksum check + release of this token's
+ * reference) and later psi_obj_release when the application has taken every
+ * byte. */
+#ifndef PSI_STORE_H
+#define PSI_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "psi_err.h"
+#include "psi_token.h"
+
+#define PSI_DEFAULT_TTL 3600 /* seconds: the safety net on every object */
+
+typedef struct psi_store psi_store;
+
+typedef struct psi_put_opts {
+    uint8_t lifetime; /* psi_lifetime */
+    uint32_t ttl;     /* seconds, 0 = PSI_DEFAULT_TTL */
+} psi_put_opts;
+
+/* A resolved payload. For file/shm objects `data` points into a mapping. */
+typedef struct psi_obj {
+    const uint8_t *data;
+    size_t len;
+    void *map_base; /* munmap(map_base, map_len) on release, if not NULL */
+    size_t map_len;
+    void *heap;     /* free(heap) on release, if not NULL */
+} psi_obj;
+
+void psi_obj_release(psi_obj *o);
+
+typedef struct psi_gc_report {
+    uint64_t objects_seen, refs_seen;
+    uint64_t refs_expired, objects_removed, tmp_removed;
+    uint64_t bytes_freed;
+} psi_gc_report;
+
+typedef struct psi_store_ops {
+    const char *scheme; /* "file" */
+    uint8_t id;         /* psi_conn_id */
+    int (*open)(const char *url, psi_store **out, psi_err *err);
+    /* Copies and hashes buf in one pass; fills every field of *tok. */
+    int (*put)(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
+               psi_token *tok, psi_err *err);
+    /* Returns the payload named by tok (mapped if possible). No checksum. */
+    int (*get)(psi_store *s, const psi_token *tok, psi_obj *obj, psi_err *err);
+    /* Drops the reference this token holds (refcount, evict-on-read). */
+    int (*release)(psi_store *s, const psi_token *tok, psi_err *err);
+    int (*exists)(psi_store *s, const psi_token *tok);
+    int (*gc)(psi_store *s, psi_gc_report *r, psi_err *err);
+    void (*close)(psi_store *s);
+} psi_store_ops;
+
+struct psi_store {
+    const psi_store_ops *ops;
+    char url[1024];
+};
+
+/* Opens the connector a URL names: file:///dir. NULL or "" opens the
+ * embedded default (file store in psi_store_default_dir()). */
+int psi_store_open(const char *url, psi_store **out, psi_err *err);
+void psi_store_close(psi_store *s);
+
+/* The default file store directory: /dev/shm/psi-<uid> if /dev/shm is a
+ * writable directory, else <psi_runtime_dir()>/store. PSI_STORE_DIR is not a
+ * public variable; use PSI_STORE=file:///dir. */
+const char *psi_store_default_dir(void);
+
+int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
+                  psi_token *tok, psi_err *err);
+
+/* Resolves a token: picks the connector by tok->connector (using `local`
+ * when its id matches, else opening that connector's default), gets the
+ * payload, checks length and xxh3-128 (EIO on mismatch), then releases the
+ * token's reference. Returns 0 or -1 with err (EIO and a clear message). */
+int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err);
+
+/* xxh3-128 of a buffer, in the token's representation. */
+psi_hash128 psi_hash_buf(const void *buf, size_t len);
+
+/* Connectors known to this build, for `psi gc` and lookup by id/scheme. */
+const psi_store_ops *psi_store_ops_by_id(uint8_t id);
+const psi_store_ops *psi_store_ops_by_scheme(const char *scheme, size_t len);
+
+extern const psi_store_ops psi_store_file_ops;
+
+#endif
