@@ -57,17 +57,26 @@ $(B)/libpsinterpose.so: $(PRELOAD_OBJ) $(B)/libpsicore.a
 $(B)/psi: $(TOOLS_OBJ) $(B)/libpsicore.a
 	$(CC) -o $@ $(TOOLS_OBJ) $(B)/libpsicore.a $(LDFLAGS) $(LIBS)
 
-# Unit tests link the core and every preload object except the hook
-# entry points, so state machines are tested without LD_PRELOAD.
+# Unit tests: test_pl_*.c also link the preload objects except the hook
+# entry points (pl_hooks_*.c), so state machines are tested without
+# LD_PRELOAD; the others link the core only.
 UNIT_PRELOAD := $(filter-out $(B)/obj/preload/pl_hooks_%.o,$(PRELOAD_OBJ))
-$(B)/tests/%: tests/unit/%.c $(UNIT_PRELOAD) $(B)/libpsicore.a $(HDRS)
+$(B)/tests/test_pl_%: tests/unit/test_pl_%.c $(UNIT_PRELOAD) $(B)/libpsicore.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) -o $@ $< $(UNIT_PRELOAD) $(B)/libpsicore.a -lcmocka $(LIBS)
 
+$(B)/tests/%: tests/unit/%.c $(B)/libpsicore.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) -o $@ $< $(B)/libpsicore.a -lcmocka $(LIBS)
+
 SAN_UNIT_PRELOAD := $(filter-out $(B)/san/preload/pl_hooks_%.o,$(SAN_PRELOAD))
-$(B)/san/tests/%: tests/unit/%.c $(SAN_UNIT_PRELOAD) $(SAN_CORE) $(HDRS)
+$(B)/san/tests/test_pl_%: tests/unit/test_pl_%.c $(SAN_UNIT_PRELOAD) $(SAN_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_UNIT_PRELOAD) $(SAN_CORE) -lcmocka $(LIBS)
+
+$(B)/san/tests/%: tests/unit/%.c $(SAN_CORE) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_CORE) -lcmocka $(LIBS)
 
 unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
