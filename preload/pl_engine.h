@@ -1,0 +1,65 @@
+/* pl_engine: the framing engine behind the data hooks (DESIGN §3, §4).
+ *
+ * Hooks look the fd up; for a tracked fd they describe the call as a pl_io
+ * (which real call to use, the application's flags and msghdr) and hand it
+ * here. The engine speaks docs/protocol.md on framed directions and is a
+ * pass-through on plain ones. */
+#ifndef PL_ENGINE_H
+#define PL_ENGINE_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "pl_state.h"
+#include "psi_config.h"
+
+typedef struct pl_io {
+    int fd;
+    bool sock;          /* use recvmsg/sendmsg (flags apply), else readv/writev */
+    int flags;          /* the application's MSG_* flags */
+    struct msghdr *msg; /* the application's msghdr (name, control), or NULL */
+    bool ctl_seen;      /* a real recvmsg reported name/control back into msg */
+} pl_io;
+
+/* Process-wide settings, filled by pl_init before any hook does real work. */
+typedef struct pl_global {
+    psi_config cfg;
+    bool ready;       /* config loaded */
+    bool passthrough; /* PSI_DISABLE, or a policy error: touch nothing */
+} pl_global;
+
+extern pl_global pl_g;
+
+void pl_init(void); /* idempotent; the constructor calls it */
+
+/* Data path. Both take and release the state's direction lock. */
+ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n);
+ssize_t pl_recv(pl_state *st, pl_io *io, void *buf, size_t n);
+
+/* Vector forms: framed directions handle one iovec at a time (a short
+ * count is legal on a stream) and loop only where the kernel would. */
+ssize_t pl_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt);
+ssize_t pl_recvv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt);
+
+/* Bytes the application can read without the kernel (poll overlay). */
+static inline bool pl_has_ready(pl_state *st)
+{
+    return atomic_load_explicit(&st->ready, memory_order_acquire) != 0;
+}
+
+/* Socket lifecycle (pl_sock.c). */
+void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_progress);
+void pl_on_accepted(int listener, int fd);
+void pl_on_listen(int fd);
+void pl_on_pipe(int fds[2]);
+void pl_on_shutdown(int fd, int how);
+void pl_scan_std_fds(void);
+
+/* Called before a state is recycled. */
+void pl_engine_finalize(pl_state *st);
+
+/* Random bytes for nonces (getrandom, with a clock fallback). */
+void pl_random(void *buf, size_t n);
+
+#endif

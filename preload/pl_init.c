@@ -1,0 +1,100 @@
+/* pl_init: load-time set-up and exit-time stats (DESIGN §5, §7, §9). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pl_engine.h"
+#include "pl_real.h"
+#include "psi_log.h"
+#include "psi_registry.h"
+#include "psi_stats.h"
+
+pl_global pl_g;
+
+static pthread_once_t pl_init_once = PTHREAD_ONCE_INIT;
+
+static const char *pl_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+/* Config warnings arrive before the log is set up; keep them until it is. */
+typedef struct pl_warnings {
+    char text[8][320];
+    int n;
+} pl_warnings;
+
+static void pl_config_warn(void *ctx, const char *var, const char *msg)
+{
+    pl_warnings *w = ctx;
+    (void)var;
+    if (w->n < 8)
+        snprintf(w->text[w->n++], sizeof(w->text[0]), "%s", msg);
+}
+
+static void pl_finalize(pl_state *st)
+{
+    if (st->kind == PL_KIND_LISTENER && st->reg_entry[0] && st->reg_pid == getpid())
+        psi_registry_remove(st->reg_entry);
+    pl_engine_finalize(st);
+}
+
+static void pl_atfork_child(void)
+{
+    pl_fdtab_atfork_child();
+}
+
+static void pl_init_once_fn(void)
+{
+    int saved = errno;
+    pl_bind();
+    pl_warnings w = {.n = 0};
+    psi_config_load(&pl_g.cfg, pl_getenv, pl_config_warn, &w);
+    psi_log_init(pl_g.cfg.log_level, pl_g.cfg.log_file);
+    for (int i = 0; i < w.n; i++)
+        psi_log(PSI_LOG_WARN, "%s", w.text[i]);
+    if (pl_g.cfg.policy[0]) {
+        psi_log(PSI_LOG_ERROR,
+                "PSI_POLICY=%s: policy files are not supported yet; passing everything "
+                "through unchanged",
+                pl_g.cfg.policy);
+        pl_g.passthrough = true;
+    }
+    if (pl_g.cfg.disable)
+        pl_g.passthrough = true;
+    pl_state_finalize = pl_finalize;
+    pthread_atfork(NULL, NULL, pl_atfork_child);
+    pl_g.ready = true;
+    pl_scan_std_fds();
+    errno = saved;
+}
+
+void pl_init(void)
+{
+    pthread_once(&pl_init_once, pl_init_once_fn);
+}
+
+/* The constructor and destructor attributes are GCC/Clang extensions; a
+ * preload library has no other hook to run at load and at exit. */
+__attribute__((constructor)) static void pl_ctor(void)
+{
+    pl_init();
+}
+
+__attribute__((destructor)) static void pl_dtor(void)
+{
+    if (!pl_g.ready || !pl_g.cfg.stats[0])
+        return;
+    int saved = errno;
+    psi_stats_rec rec;
+    psi_stats_snapshot(&psi_g_stats, &rec);
+    char line[2048];
+    int len = psi_stats_format(&rec, getpid(), program_invocation_short_name, line,
+                               sizeof(line));
+    psi_err err = {0};
+    if (len > 0 && psi_stats_append(pl_g.cfg.stats, line, (size_t)len, &err) != 0)
+        psi_log(PSI_LOG_WARN, "PSI_STATS=%s: %s", pl_g.cfg.stats, err.msg);
+    errno = saved;
+}

@@ -1,0 +1,195 @@
+/* pl_sock: who frames what, decided at connect, accept, listen and pipe
+ * (docs/protocol.md §1, DESIGN §3). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pl_engine.h"
+#include "pl_io.h"
+#include "pl_real.h"
+#include "psi_log.h"
+#include "psi_registry.h"
+
+void pl_random(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, GRND_NONBLOCK);
+        if (r <= 0)
+            break;
+        p += r;
+        n -= (size_t)r;
+    }
+    if (n > 0) {
+        /* No entropy yet (early boot): a nonce only has to be unlikely to
+         * appear in the peer's plain bytes, so a clock mix will do. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            p[i] = (uint8_t)x;
+        }
+    }
+}
+
+static bool pl_stream_family(int family)
+{
+    return family == AF_INET || family == AF_INET6 || family == AF_UNIX;
+}
+
+static bool pl_is_stream_socket(int fd)
+{
+    int type = 0, domain = 0;
+    socklen_t l = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 || type != SOCK_STREAM)
+        return false;
+    l = sizeof(domain);
+    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) == 0 && pl_stream_family(domain);
+}
+
+void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_progress)
+{
+    if (pl_g.passthrough || !sa || len < sizeof(sa_family_t) || !pl_stream_family(sa->sa_family))
+        return;
+    if (!pl_is_stream_socket(fd))
+        return;
+    bool listed = psi_peers_match(&pl_g.cfg, sa, len);
+    if (!listed && !psi_registry_is_interposed(sa, len))
+        return; /* unknown peer: plain for the life of the connection */
+    pl_state *st = pl_state_new(PL_KIND_STREAM);
+    if (!st)
+        return;
+    pl_random(st->nonce, sizeof(st->nonce));
+    pl_hello_make(st->answer, st->nonce, true);
+    st->in_mode = PL_IN_SEEK;
+    atomic_store(&st->out_mode, PL_OUT_OFFER);
+    if (!in_progress) {
+        /* Connected: offer now, so a server that only writes still learns
+         * we are interposed at its first read or write. */
+        uint8_t hello[PL_HELLO_LEN];
+        pl_hello_make(hello, st->nonce, false);
+        pl_io io = {.fd = fd, .sock = true, .flags = MSG_NOSIGNAL};
+        if (pl_kwrite_all(&io, hello, sizeof(hello)) == 0)
+            atomic_store(&st->out_mode, PL_OUT_FRAMED);
+    }
+    psi_log(PSI_LOG_DEBUG, "fd %d: peer is interposed (%s); offering HELLO", fd,
+            listed ? "PSI_PEERS" : "registry");
+    pl_fd_attach(fd, st);
+}
+
+void pl_on_accepted(int listener, int fd)
+{
+    if (pl_g.passthrough)
+        return;
+    pl_state *ls = pl_fd_get(listener);
+    if (!(ls && ls->kind == PL_KIND_LISTENER) && !pl_is_stream_socket(fd))
+        return;
+    pl_state *st = pl_state_new(PL_KIND_STREAM);
+    if (!st)
+        return;
+    st->in_mode = PL_IN_DETECT;
+    atomic_store(&st->out_mode, PL_OUT_UNDECIDED);
+    pl_fd_attach(fd, st);
+}
+
+void pl_on_listen(int fd)
+{
+    if (pl_g.passthrough || !pl_is_stream_socket(fd))
+        return;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    struct stat sb;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || fstat(fd, &sb) != 0)
+        return;
+    pl_state *st = pl_state_new(PL_KIND_LISTENER);
+    if (!st)
+        return;
+    psi_err err = {0};
+    if (psi_registry_add((struct sockaddr *)&ss, len, sb.st_ino, st->reg_entry,
+                         sizeof(st->reg_entry), &err) != 0) {
+        static atomic_int warned;
+        psi_log_once(warned, PSI_LOG_WARN,
+                     "cannot register listener in the local registry (%s); local peers "
+                     "will not find this process without PSI_PEERS",
+                     err.msg);
+        st->reg_entry[0] = '\0';
+    }
+    st->reg_pid = getpid();
+    pl_fd_attach(fd, st);
+}
+
+void pl_on_pipe(int fds[2])
+{
+    pl_fd_detach(fds[0]);
+    pl_fd_detach(fds[1]);
+    if (pl_g.passthrough)
+        return;
+    pl_state *r = pl_state_new(PL_KIND_PIPE);
+    if (r) {
+        r->in_mode = PL_IN_DETECT; /* a reader always detects */
+        pl_fd_attach(fds[0], r);
+    }
+    if (pl_g.cfg.pipes) {
+        pl_state *w = pl_state_new(PL_KIND_PIPE);
+        if (w) {
+            pl_random(w->nonce, sizeof(w->nonce));
+            atomic_store(&w->out_mode, PL_OUT_OFFER);
+            pl_fd_attach(fds[1], w);
+        }
+    }
+}
+
+static bool pl_same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+void pl_scan_std_fds(void)
+{
+    /* A program started in a pipeline gets its pipe ends as fds 0 and 1,
+     * made by a parent whose state did not survive exec. */
+    if (pl_g.passthrough)
+        return;
+    struct stat sb;
+    int fl = fcntl(0, F_GETFL);
+    if (fl >= 0 && (fl & O_ACCMODE) != O_WRONLY && fstat(0, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+        pl_state *r = pl_state_new(PL_KIND_PIPE);
+        if (r) {
+            r->in_mode = PL_IN_DETECT;
+            pl_fd_attach(0, r);
+        }
+    }
+    fl = fcntl(1, F_GETFL);
+    if (pl_g.cfg.pipes && fl >= 0 && (fl & O_ACCMODE) == O_WRONLY && fstat(1, &sb) == 0 &&
+        S_ISFIFO(sb.st_mode)) {
+        /* Our own log lines go to fd 2 unframed; if fd 2 is the same pipe,
+         * framing fd 1 would interleave them into records. */
+        if (pl_same_file(1, 2)) {
+            psi_log(PSI_LOG_INFO, "stdout and stderr share a pipe; not framing stdout");
+            return;
+        }
+        pl_state *w = pl_state_new(PL_KIND_PIPE);
+        if (w) {
+            pl_random(w->nonce, sizeof(w->nonce));
+            atomic_store(&w->out_mode, PL_OUT_OFFER);
+            pl_fd_attach(1, w);
+        }
+    }
+}
+
+void pl_on_shutdown(int fd, int how)
+{
+    (void)fd;
+    (void)how;
+    /* Nothing is ever queued: our own bytes are written before the call
+     * that produced them returns, so there is nothing to flush here. */
+}
