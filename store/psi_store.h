@@ -45,11 +45,14 @@ typedef struct psi_gc_report {
     uint64_t objects_seen, refs_seen;
     uint64_t refs_expired, objects_removed, tmp_removed;
     uint64_t bytes_freed;
+    uint64_t unknown_seen; /* names matching no store pattern: never removed */
 } psi_gc_report;
 
 typedef struct psi_store_ops {
     const char *scheme; /* "file" */
     uint8_t id;         /* psi_conn_id */
+    /* url NULL or "": the connector's default (what a token of this id
+     * resolves through when the local store is another connector). */
     int (*open)(const char *url, psi_store **out, psi_err *err);
     /* Copies and hashes buf in one pass; fills every field of *tok. */
     int (*put)(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
@@ -74,8 +77,9 @@ int psi_store_open(const char *url, psi_store **out, psi_err *err);
 void psi_store_close(psi_store *s);
 
 /* The default file store directory: /dev/shm/psi-<uid> if /dev/shm is a
- * writable directory, else <psi_runtime_dir()>/store. PSI_STORE_DIR is not a
- * public variable; use PSI_STORE=file:///dir. */
+ * writable directory, else <psi_runtime_dir()>/store; NULL if neither is
+ * usable. Chosen once per process. PSI_STORE_DIR is not a public variable;
+ * use PSI_STORE=file:///dir. */
 const char *psi_store_default_dir(void);
 
 int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,

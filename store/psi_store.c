@@ -1,0 +1,247 @@
+/* psi_store: the generic connector layer (DESIGN §6).
+ *
+ * Parses store URLs, dispatches to connectors through their ops tables and
+ * owns the rules every connector shares: a resolved payload is checked
+ * against the token's length and xxh3-128 before anyone sees it. */
+#include "psi_store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "psi_err.h"
+#include "psi_log.h"
+#include "psi_registry.h"
+
+/* Connectors compiled into this build, by id. */
+static const psi_store_ops *const store_ops[] = {
+    &psi_store_file_ops,
+};
+
+/* Every connector the protocol knows, indexed by psi_conn_id, so a URL or a
+ * token naming one this build lacks gets a message naming it. */
+static const char *const conn_names[] = {
+    [PSI_CONN_FILE] = "file",
+    [PSI_CONN_SHM] = "shm",
+    [PSI_CONN_REDIS] = "redis",
+    [PSI_CONN_ZMQ] = "zmq",
+};
+
+#define N_CONN (sizeof conn_names / sizeof conn_names[0])
+
+const psi_store_ops *psi_store_ops_by_id(uint8_t id)
+{
+    for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
+        if (store_ops[i]->id == id)
+            return store_ops[i];
+    return NULL;
+}
+
+const psi_store_ops *psi_store_ops_by_scheme(const char *scheme, size_t len)
+{
+    for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++) {
+        const char *s = store_ops[i]->scheme;
+        if (strlen(s) == len && memcmp(s, scheme, len) == 0)
+            return store_ops[i];
+    }
+    return NULL;
+}
+
+static int scheme_known(const char *scheme, size_t len)
+{
+    for (size_t i = 0; i < N_CONN; i++)
+        if (conn_names[i] && strlen(conn_names[i]) == len &&
+            memcmp(conn_names[i], scheme, len) == 0)
+            return 1;
+    return 0;
+}
+
+psi_hash128 psi_hash_buf(const void *buf, size_t len)
+{
+    XXH128_hash_t h = XXH3_128bits(buf, len);
+    return (psi_hash128){.lo = h.low64, .hi = h.high64};
+}
+
+/* ---- default directory ---------------------------------------------------- */
+
+static char default_dir[1024];
+static pthread_once_t default_dir_once = PTHREAD_ONCE_INIT;
+
+static void default_dir_init(void)
+{
+    struct stat st;
+
+    /* tmpfs is the fast path (DESIGN §8); fall back to the runtime dir on
+     * hosts whose /dev/shm is missing or read-only (some containers). */
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
+        access("/dev/shm", W_OK | X_OK) == 0) {
+        snprintf(default_dir, sizeof default_dir, "/dev/shm/psi-%u", (unsigned)geteuid());
+        return;
+    }
+    const char *rt = psi_runtime_dir();
+    if (rt && (size_t)snprintf(default_dir, sizeof default_dir, "%s/store", rt) <
+                  sizeof default_dir)
+        return;
+    default_dir[0] = '\0';
+}
+
+const char *psi_store_default_dir(void)
+{
+    pthread_once(&default_dir_once, default_dir_init);
+    return default_dir[0] ? default_dir : NULL;
+}
+
+/* ---- open / close / put --------------------------------------------------- */
+
+int psi_store_open(const char *url, psi_store **out, psi_err *err)
+{
+    *out = NULL;
+    if (!url || !url[0])
+        return psi_store_file_ops.open(NULL, out, err);
+
+    const char *sep = strstr(url, "://");
+    if (!sep || sep == url)
+        return psi_fail(err, EINVAL, "PSI_STORE: malformed URL '%s' (expected "
+                        "scheme://..., e.g. file:///dir)", url);
+
+    size_t n = (size_t)(sep - url);
+    const psi_store_ops *ops = psi_store_ops_by_scheme(url, n);
+    if (ops)
+        return ops->open(url, out, err);
+    if (scheme_known(url, n))
+        return psi_fail(err, EINVAL, "PSI_STORE: connector '%.*s' is not available in "
+                        "this build", (int)n, url);
+    return psi_fail(err, EINVAL, "PSI_STORE: unknown connector '%.*s' in '%s'", (int)n, url,
+                    url);
+}
+
+void psi_store_close(psi_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
+                  psi_token *tok, psi_err *err)
+{
+    static const psi_put_opts defaults = {.lifetime = PSI_LIFE_REFCOUNT, .ttl = 0};
+
+    if (len == 0)
+        return psi_fail(err, EINVAL, "store put: empty payload (tokens carry >= 1 byte)");
+    if (!o)
+        o = &defaults;
+    if (o->lifetime > PSI_LIFE_EVICT_ON_READ)
+        return psi_fail(err, EINVAL, "store put: unknown lifetime %u", (unsigned)o->lifetime);
+    return s->ops->put(s, buf, len, o, tok, err);
+}
+
+/* ---- resolve -------------------------------------------------------------- */
+
+/* One default store per connector id, opened on first use by a token that
+ * names a connector other than the local one. Published with a
+ * compare-and-swap rather than under a mutex: no lock is held across fork()
+ * or a slow connect, and a thread that loses the race closes its copy. The
+ * stores live for the life of the process. */
+static _Atomic(psi_store *) default_stores[N_CONN];
+
+/* A failed resolve is EIO for the reader, whatever the connector said. */
+static void set_eio(psi_err *err)
+{
+    if (err)
+        err->code = EIO;
+}
+
+static psi_store *default_store(uint8_t id, psi_err *err)
+{
+    psi_store *s = atomic_load_explicit(&default_stores[id], memory_order_acquire);
+    if (s)
+        return s;
+
+    const psi_store_ops *ops = psi_store_ops_by_id(id);
+    if (!ops) {
+        psi_fail(err, EIO, "token names connector '%s', which is not available in this "
+                 "build", conn_names[id]);
+        return NULL;
+    }
+    if (ops->open(NULL, &s, err) < 0) {
+        set_eio(err);
+        return NULL;
+    }
+    psi_store *expected = NULL;
+    if (!atomic_compare_exchange_strong(&default_stores[id], &expected, s)) {
+        ops->close(s);
+        s = expected;
+    }
+    return s;
+}
+
+static psi_store *resolve_store(psi_store *local, uint8_t id, psi_err *err)
+{
+    if (local && local->ops->id == id)
+        return local;
+    if (id >= N_CONN || !conn_names[id]) {
+        psi_fail(err, EIO, "token names unknown connector %u", (unsigned)id);
+        return NULL;
+    }
+    return default_store(id, err);
+}
+
+/* A key for a message, bounded even if the token was never validated. */
+#define KEY_ARG(t) ((t)->key_len <= PSI_TOKEN_KEY_MAX ? (int)(t)->key_len : 0), (t)->key
+
+/* Length and xxh3-128 of what the connector returned, against the token. */
+static int check_payload(const psi_token *tok, const psi_obj *obj, psi_err *err)
+{
+    if (obj->len != tok->size)
+        return psi_fail(err, EIO, "object %.*s: payload is %zu bytes, token says %llu",
+                        KEY_ARG(tok), obj->len, (unsigned long long)tok->size);
+    psi_hash128 h = psi_hash_buf(obj->data, obj->len);
+    if (h.lo != tok->sum.lo || h.hi != tok->sum.hi)
+        return psi_fail(err, EIO, "object %.*s: payload checksum mismatch (corrupted store "
+                        "object)", KEY_ARG(tok));
+    return 0;
+}
+
+int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    static atomic_int release_warned;
+    psi_err rel_err = {0};
+
+    memset(obj, 0, sizeof *obj);
+    psi_store *s = resolve_store(local, tok->connector, err);
+    if (!s)
+        return -1;
+    if (s->ops->get(s, tok, obj, err) < 0) {
+        set_eio(err); /* whatever the cause, the reader sees EIO (§4) */
+        return -1;
+    }
+    if (check_payload(tok, obj, err) < 0) {
+        /* The reference is kept: a bad object is evidence, and the TTL
+         * safety net (psi gc) removes it later. */
+        psi_obj_release(obj);
+        return -1;
+    }
+    /* The payload is already mapped or copied, so failing to drop the
+     * reference costs only disk space until psi gc; the read succeeds. */
+    if (s->ops->release(s, tok, &rel_err) < 0)
+        psi_log_once(release_warned, PSI_LOG_WARN, "store: %s (left for psi gc)",
+                     rel_err.msg);
+    return 0;
+}
+
+void psi_obj_release(psi_obj *o)
+{
+    if (!o)
+        return;
+    if (o->map_base)
+        munmap(o->map_base, o->map_len);
+    free(o->heap);
+    memset(o, 0, sizeof *o);
+}
