@@ -51,18 +51,29 @@ typedef void (*psi_config_warn_fn)(void *ctx, const char *var, const char *msg);
 
 /* Fills cfg with defaults, then applies the environment read through
  * `get` (getenv in production, a table in tests). Never fails: bad values
- * are reported through `warn` and the default is kept. */
+ * are reported through `warn` (may be NULL) and the default is kept. An
+ * empty value counts as unset. A bad PSI_PEERS drops the whole list.
+ * Host names in PSI_PEERS are resolved here with getaddrinfo, which may
+ * open sockets (DNS, nss modules): call it with the preload library's
+ * reentrancy guard set. */
 void psi_config_load(psi_config *cfg, const char *(*get)(const char *name),
                      psi_config_warn_fn warn, void *ctx);
 
 /* "1048576", "64K", "64KiB", "1M", "1MiB", "2G", "2GiB" (binary, 1024^n);
  * "1KB", "1MB", "1GB" (decimal, 1000^n). Case-insensitive suffix, optional
  * 'B'/'b' after a bare number, no sign, no spaces, no overflow.
- * Returns 0 or -1 with err set. */
+ * Also "T"/"TiB" (1024^4) and "TB" (1000^4). Zero is rejected: no size we
+ * parse (a threshold) can be 0. Returns 0 or -1 with err set; err->msg says
+ * what is wrong without repeating the value ("unknown suffix 'Q'"). */
 int psi_parse_size(const char *s, uint64_t *out, psi_err *err);
 
 /* Parses a comma-separated peer list into cfg->peers. Returns 0, or -1 with
- * err naming the bad entry (cfg->npeers then holds the entries before it). */
+ * err naming the bad entry (cfg->npeers then holds the entries before it).
+ * Entries are appended after cfg->npeers existing ones; whitespace around
+ * an entry and empty entries ("a,,b", a trailing comma) are ignored. A name
+ * is resolved with getaddrinfo and adds every address it has (up to
+ * PSI_MAX_PEERS); a v4-mapped IPv6 address is stored as IPv4. Abstract
+ * unix sockets are written "unix:@name". */
 int psi_parse_peers(const char *s, psi_config *cfg, psi_err *err);
 
 /* "error" | "warn" | "info" | "debug" (or 0..3). Returns level or -1. */
@@ -72,7 +83,14 @@ int psi_parse_log_level(const char *s);
  * "false", "off", ""; -1 for anything else. */
 int psi_parse_bool(const char *s);
 
-/* Does the destination address of a connect() match a configured peer? */
+/* Does the destination address of a connect() match a configured peer?
+ * IPv4, IPv6 and v4-mapped IPv6 compare as addresses (so ::ffff:1.2.3.4
+ * matches a 1.2.3.4 peer); unix paths compare exactly. */
 bool psi_peers_match(const psi_config *cfg, const struct sockaddr *sa, socklen_t len);
+
+/* PSI_STORE check: "" (the default) or a URL whose scheme is file://,
+ * shm://, redis:// or zmq://. The connector validates the rest when it
+ * opens. Returns 0 or -1 with err. */
+int psi_check_store_url(const char *s, psi_err *err);
 
 #endif

@@ -35,6 +35,9 @@ void psi_registry_remove(const char *entry);
 bool psi_registry_is_interposed(const struct sockaddr *sa, socklen_t len);
 
 /* Removes entries whose inode no longer listens. Returns the number removed. */
+/* An entry whose process is alive in another network namespace is kept
+ * (its listener is invisible in our /proc/net, not gone); so are files
+ * the registry did not write. Temp files of dead writers are removed. */
 int psi_registry_gc(psi_err *err);
 
 #endif

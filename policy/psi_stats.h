@@ -43,7 +43,9 @@ void psi_stats_snapshot(const psi_stats *s, psi_stats_rec *out);
 /* Formats the one-line JSON object (with trailing '\n') into buf.
  * Keys: pid, exe, bytes_sent, bytes_proxied, tokens_sent, tokens_resolved,
  * bytes_resolved, inline_fallbacks, errors, put_seconds, get_seconds.
- * Returns the length, or -1 if cap is too small. exe is JSON-escaped. */
+ * Returns the length, or -1 if cap is too small. exe is JSON-escaped;
+ * bytes of it that are not valid UTF-8 are written as U+FFFD. Seconds are
+ * printed with 9 decimals from integers, whatever the process's locale. */
 int psi_stats_format(const psi_stats_rec *r, pid_t pid, const char *exe, char *buf,
                      size_t cap);
 
@@ -52,7 +54,10 @@ int psi_stats_format(const psi_stats_rec *r, pid_t pid, const char *exe, char *b
 int psi_stats_append(const char *path, const char *line, size_t len, psi_err *err);
 
 /* Parses one line written by psi_stats_format (tolerating key order and
- * extra keys). Returns 0, or -1 with err saying what is wrong. */
+ * extra keys). Returns 0, or -1 with err saying what is wrong.
+ * "pid" is required, missing counters read as 0, unknown keys may
+ * hold any JSON value; pid and exe may be NULL (exe_cap 0) when not wanted.
+ * Messages about the text start "column N:" (1-based). */
 int psi_stats_parse_line(const char *line, psi_stats_rec *out, long *pid, char *exe,
                          size_t exe_cap, psi_err *err);
 

@@ -1,0 +1,172 @@
+/* psi: the command-line tool (DESIGN §1): run, gc, stats, help.
+ *
+ * Dispatch and help text live here; each subcommand is its own file. Help
+ * goes to stdout (asked for); usage errors go to stderr with exit 2. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "psi_tool.h"
+
+#ifndef PSI_VERSION
+#define PSI_VERSION "unknown"
+#endif
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "run a program with libpsinterpose preloaded",
+     "usage: psi run [OPTIONS] [--] COMMAND [ARGS...]\n"
+     "\n"
+     "Runs COMMAND with libpsinterpose.so preloaded and the PSI_* variables set.\n"
+     "\n"
+     "  --threshold SIZE   proxy payloads of at least SIZE bytes (1048576, 64K, 1MiB)\n"
+     "  --store URL        store connector: file:///dir, shm://, redis://..., zmq://...\n"
+     "  --peer ADDR        a peer known to be interposed: host:port, [v6]:port,\n"
+     "                     host:*, unix:/path; repeatable, added to PSI_PEERS\n"
+     "  --pipes            offer framing on pipes and FIFOs this program writes\n"
+     "  --stats FILE       append one JSON line per process at exit (or 'stderr')\n"
+     "  --log LEVEL        error, warn, info or debug\n"
+     "  --log-file FILE    write the interposer's log to FILE instead of stderr\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "The library is looked up next to the psi binary, then in ../lib/.\n"
+     "Exit status: COMMAND's, or 2 for a bad option, 126/127 if it cannot run.\n"},
+    {"gc", cmd_gc, "remove expired store objects and dead registry entries",
+     "usage: psi gc [--store URL]\n"
+     "\n"
+     "Removes what dead or finished processes left behind: references past their\n"
+     "expiry, objects nobody references, temporary files of dead writers, and\n"
+     "registry entries of listeners that no longer listen.\n"
+     "\n"
+     "  --store URL        the store to clean (default: PSI_STORE, else the\n"
+     "                     default file store)\n"
+     "  -h, --help         show this help\n"},
+    {"stats", cmd_stats, "sum PSI_STATS files into a table",
+     "usage: psi stats [--bytes] [--json] FILE...\n"
+     "\n"
+     "Reads the JSON lines that PSI_STATS=FILE appends (one per process) and\n"
+     "prints one row per process and a TOTAL row. FILE '-' reads stdin.\n"
+     "\n"
+     "  --bytes            print byte counts as raw numbers\n"
+     "  --json             print only the totals, as one JSON object\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "Malformed lines are reported as FILE:LINE on stderr and skipped.\n"
+     "Exit status: 0; 1 if a FILE cannot be read or no valid line was found.\n"},
+    {"help", NULL, "show help for a command", "usage: psi help [COMMAND]\n"},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int cmd_help_print(FILE *f, const char *cmd)
+{
+    const command *c;
+
+    if (cmd) {
+        if (!(c = find_command(cmd)))
+            return -1;
+        fputs(c->usage, f);
+        return 0;
+    }
+    fputs("usage: psi COMMAND [ARGS...]\n"
+          "       psi --version | --help\n"
+          "\n"
+          "Commands:\n", f);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fputs("\nRun 'psi help COMMAND' or 'psi COMMAND --help' for a command's options.\n", f);
+    return 0;
+}
+
+int cmd_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "psi%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cmd_help_print(stderr, cmd);
+    return CMD_EXIT_USAGE;
+}
+
+int cmd_bad_option(const char *cmd, int opt, char **argv)
+{
+    const char *text = argv[optind - 1];
+
+    /* A short option bundled as "-xh" leaves argv[optind - 1] ambiguous, so
+     * name it by optopt when getopt recorded one. */
+    if (optopt > 0 && optopt < 128 && strncmp(text, "--", 2) != 0)
+        return cmd_usage_error(cmd, opt == ':' ? "option '-%c' needs a value"
+                                               : "unknown option '-%c'", optopt);
+    if (opt == ':')
+        return cmd_usage_error(cmd, "option '%s' needs a value", text);
+    return cmd_usage_error(cmd, "unknown option '%s'", text);
+}
+
+void cmd_human_bytes(uint64_t v, char *buf, size_t cap)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double d = (double)v;
+    size_t u = 0;
+
+    if (v < 1024) {
+        snprintf(buf, cap, "%" PRIu64 " B", v);
+        return;
+    }
+    d /= 1024;
+    while (d >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        d /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", d, units[u]);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc > 2)
+        return cmd_usage_error("help", "too many arguments");
+    if (argc == 2 && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0) {
+        if (cmd_help_print(stdout, argv[1]) < 0)
+            return cmd_usage_error(NULL, "unknown command '%s'", argv[1]);
+        return 0;
+    }
+    cmd_help_print(stdout, argc == 2 ? "help" : NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const command *c;
+
+    if (argc < 2)
+        return cmd_usage_error(NULL, "no command given");
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("psi %s\n", PSI_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return cmd_help(1, argv);
+    c = find_command(argv[1]);
+    if (!c)
+        return argv[1][0] == '-' ? cmd_usage_error(NULL, "unknown option '%s'", argv[1])
+                                 : cmd_usage_error(NULL, "unknown command '%s'", argv[1]);
+    return (c->fn ? c->fn : cmd_help)(argc - 1, argv + 1);
+}
