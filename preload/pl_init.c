@@ -15,6 +15,12 @@ pl_global pl_g;
 
 static pthread_once_t pl_init_once = PTHREAD_ONCE_INIT;
 
+/* Set while this thread runs the initialiser: loading the config may
+ * resolve PSI_PEERS host names, and an NSS module's socket calls come back
+ * through our hooks, which must not wait on the initialisation they are
+ * part of. */
+static _Thread_local int pl_initializing;
+
 static const char *pl_getenv(const char *name)
 {
     return getenv(name);
@@ -49,6 +55,7 @@ static void pl_atfork_child(void)
 static void pl_init_once_fn(void)
 {
     int saved = errno;
+    pl_initializing = 1;
     pl_bind();
     pl_warnings w = {.n = 0};
     psi_config_load(&pl_g.cfg, pl_getenv, pl_config_warn, &w);
@@ -68,12 +75,14 @@ static void pl_init_once_fn(void)
     pthread_atfork(NULL, NULL, pl_atfork_child);
     pl_g.ready = true;
     pl_scan_std_fds();
+    pl_initializing = 0;
     errno = saved;
 }
 
 void pl_init(void)
 {
-    pthread_once(&pl_init_once, pl_init_once_fn);
+    if (!pl_initializing)
+        pthread_once(&pl_init_once, pl_init_once_fn);
 }
 
 /* The constructor and destructor attributes are GCC/Clang extensions; a

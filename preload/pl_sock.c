@@ -56,7 +56,8 @@ static bool pl_is_stream_socket(int fd)
 
 void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_progress)
 {
-    if (pl_g.passthrough || !sa || len < sizeof(sa_family_t) || !pl_stream_family(sa->sa_family))
+    if (!pl_g.ready || pl_g.passthrough || !sa || len < sizeof(sa_family_t) ||
+        !pl_stream_family(sa->sa_family))
         return;
     if (!pl_is_stream_socket(fd))
         return;
@@ -86,7 +87,7 @@ void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_p
 
 void pl_on_accepted(int listener, int fd)
 {
-    if (pl_g.passthrough)
+    if (!pl_g.ready || pl_g.passthrough)
         return;
     pl_state *ls = pl_fd_get(listener);
     if (!(ls && ls->kind == PL_KIND_LISTENER) && !pl_is_stream_socket(fd))
@@ -101,7 +102,7 @@ void pl_on_accepted(int listener, int fd)
 
 void pl_on_listen(int fd)
 {
-    if (pl_g.passthrough || !pl_is_stream_socket(fd))
+    if (!pl_g.ready || pl_g.passthrough || !pl_is_stream_socket(fd))
         return;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -129,7 +130,7 @@ void pl_on_pipe(int fds[2])
 {
     pl_fd_detach(fds[0]);
     pl_fd_detach(fds[1]);
-    if (pl_g.passthrough)
+    if (!pl_g.ready || pl_g.passthrough)
         return;
     pl_state *r = pl_state_new(PL_KIND_PIPE);
     if (r) {
