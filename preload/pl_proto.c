@@ -20,6 +20,8 @@ void pl_hello_make(uint8_t out[PL_HELLO_LEN], const uint8_t nonce[PL_NONCE_LEN],
 
 int pl_detect(const uint8_t *buf, size_t len)
 {
+    if (len == 0)
+        return PL_DETECT_PARTIAL; /* nothing differs yet; buf may be NULL */
     size_t magic = len < 4 ? len : 4;
     if (memcmp(buf, pl_hello_magic, magic) != 0)
         return PL_DETECT_PLAIN;
@@ -35,6 +37,8 @@ size_t pl_find(const uint8_t *hay, size_t n, const uint8_t *pat, size_t m, size_
     /* Patterns here are 24 bytes and matches are rare, so a direct scan
      * with a memchr on the first byte beats building a KMP table. */
     *partial = 0;
+    if (m == 0)
+        return 0; /* the empty pattern; pat[0] below needs m >= 1 */
     const uint8_t *p = hay;
     const uint8_t *end = hay + n;
     while (p < end && (p = memchr(p, pat[0], (size_t)(end - p))) != NULL) {
@@ -97,6 +101,13 @@ int pl_rx_decode(pl_rx *rx, const uint8_t *in, size_t in_len, uint8_t *out, size
 {
     size_t i = 0, o = 0;
     int ev = PL_RX_MORE;
+    if (rx->err[0] != '\0') {
+        /* The stream is dead: never decode past a malformed header (the
+         * bytes after it are not records), whatever the caller does. */
+        *consumed = 0;
+        *produced = 0;
+        return PL_RX_ERROR;
+    }
     while (i < in_len && ev == PL_RX_MORE) {
         if (rx->phase == PL_RX_HDR) {
             size_t take = PL_REC_HDR - rx->hdr_len;
@@ -147,5 +158,5 @@ void pl_rx_token_taken(pl_rx *rx)
 
 bool pl_rx_eof_clean(const pl_rx *rx)
 {
-    return rx->phase == PL_RX_HDR;
+    return rx->phase == PL_RX_HDR && rx->err[0] == '\0';
 }
