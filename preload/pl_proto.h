@@ -33,7 +33,7 @@ int pl_detect(const uint8_t *buf, size_t len);
 
 /* Searches hay[0..n) for pat[0..m) (m <= 64). Returns the offset of the
  * first full match, or n if none; then *partial is the length of the longest
- * proper suffix of hay that is a prefix of pat (bytes that must be held back
+ * suffix of hay that is a proper prefix of pat (bytes that must be held back
  * until more data tells whether they start a match). */
 size_t pl_find(const uint8_t *hay, size_t n, const uint8_t *pat, size_t m, size_t *partial);
 

@@ -327,6 +327,13 @@ static ssize_t pl_recv_seek(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     return (ssize_t)deliver;
 }
 
+/* The kernel gave bytes but none are the application's yet (a record
+ * header, or part of one, or a token body): not EOF, go round again. */
+static ssize_t pl_progress(ssize_t prod)
+{
+    return prod == 0 ? PL_CONTINUE : prod;
+}
+
 /* A framed direction: read into buf plus a small stage, decode in place. */
 static ssize_t pl_recv_framed(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
@@ -347,17 +354,17 @@ static ssize_t pl_recv_framed(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     size_t raw_before = st->raw_len - st->raw_off;
     ssize_t prod = pl_decode(st, io->fd, buf, in_buf, buf, n, false);
     if (extra == 0)
-        return prod;
+        return pl_progress(prod);
     if (prod < 0 || st->in_err || st->raw_len - st->raw_off > raw_before || st->hold) {
         /* Decoding stopped before the end of buf: the stage comes after. */
         if (pl_stash(st, stage, extra) != 0)
             return pl_fail(st, ENOMEM);
-        return prod;
+        return pl_progress(prod);
     }
     ssize_t more = pl_decode(st, io->fd, stage, extra, buf + prod, n - (size_t)prod, false);
     if (more < 0)
         return prod > 0 ? prod : -1;
-    return prod + more;
+    return pl_progress(prod + more);
 }
 
 static ssize_t pl_recv_take(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
