@@ -42,12 +42,16 @@ PL_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 
 PL_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
+    /* Whether the peer is interposed is decided before connecting: a server
+     * that accepts once and closes its listener (socat, nc) would otherwise
+     * vanish from /proc/net before the registry could be checked. */
     pl_init();
     pl_fresh(fd);
+    int offer = pl_should_offer(fd, sa, len);
     int r = REAL(connect)(fd, sa, len);
-    if (r == 0 || errno == EINPROGRESS) {
+    if (offer && (r == 0 || errno == EINPROGRESS)) {
         int saved = errno;
-        pl_on_connected(fd, sa, len, r != 0);
+        pl_on_connected(fd, offer, r != 0);
         errno = saved;
     }
     return r;
@@ -60,14 +64,20 @@ PL_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 
 PL_EXPORT int listen(int fd, int backlog)
 {
+    /* Register before the socket starts listening: a client that sees the
+     * port open must already find the entry. */
     pl_init();
-    int r = REAL(listen)(fd, backlog);
     pl_state *st = pl_fd_get(fd);
-    if (r == 0 && !(st && st->kind == PL_KIND_LISTENER)) {
-        int saved = errno;
+    bool fresh = !(st && st->kind == PL_KIND_LISTENER);
+    if (fresh)
         pl_on_listen(fd);
-        errno = saved;
-    }
+    int r = REAL(listen)(fd, backlog);
+    int saved = errno;
+    if (r != 0 && fresh)
+        pl_fd_detach(fd); /* drops the entry again */
+    else if (r == 0 && fresh && !pl_fd_get(fd))
+        pl_on_listen(fd); /* the kernel just chose the port (unbound socket) */
+    errno = saved;
     return r;
 }
 

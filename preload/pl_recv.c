@@ -421,6 +421,10 @@ static ssize_t pl_recv_peek(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
         pl_io take = *io;
         take.flags &= ~MSG_PEEK;
         ssize_t r = pl_recv_take(st, &take, tmp, cap);
+        /* Name and control the kernel reported went into the app's msghdr:
+         * say so, or the recvmsg hook clears them (and SCM_RIGHTS fds leak). */
+        io->ctl_seen = take.ctl_seen;
+        io->msg = take.msg;
         if (r <= 0) {
             free(tmp);
             return r;

@@ -2,6 +2,7 @@
  * (docs/protocol.md §1, DESIGN §3). */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -54,16 +55,21 @@ static bool pl_is_stream_socket(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) == 0 && pl_stream_family(domain);
 }
 
-void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_progress)
+int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
 {
     if (!pl_g.ready || pl_g.passthrough || !sa || len < sizeof(sa_family_t) ||
-        !pl_stream_family(sa->sa_family))
-        return;
-    if (!pl_is_stream_socket(fd))
-        return;
-    bool listed = psi_peers_match(&pl_g.cfg, sa, len);
-    if (!listed && !psi_registry_is_interposed(sa, len))
-        return; /* unknown peer: plain for the life of the connection */
+        !pl_stream_family(sa->sa_family) || !pl_is_stream_socket(fd))
+        return 0;
+    int saved = errno;
+    int how = psi_peers_match(&pl_g.cfg, sa, len)      ? PL_OFFER_LISTED
+              : psi_registry_is_interposed(sa, len) ? PL_OFFER_REGISTRY
+                                                    : 0;
+    errno = saved;
+    return how;
+}
+
+void pl_on_connected(int fd, int how, bool in_progress)
+{
     pl_state *st = pl_state_new(PL_KIND_STREAM);
     if (!st)
         return;
@@ -81,7 +87,7 @@ void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_p
             atomic_store(&st->out_mode, PL_OUT_FRAMED);
     }
     psi_log(PSI_LOG_DEBUG, "fd %d: peer is interposed (%s); offering HELLO", fd,
-            listed ? "PSI_PEERS" : "registry");
+            how == PL_OFFER_LISTED ? "PSI_PEERS" : "registry");
     pl_fd_attach(fd, st);
 }
 
@@ -108,6 +114,12 @@ void pl_on_listen(int fd)
     socklen_t len = sizeof(ss);
     struct stat sb;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || fstat(fd, &sb) != 0)
+        return;
+    /* listen() on an unbound TCP socket binds an ephemeral port only inside
+     * the kernel call: such a listener has no known port yet, and stays
+     * unregistered (peers can still list it in PSI_PEERS). */
+    if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
+        (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
         return;
     pl_state *st = pl_state_new(PL_KIND_LISTENER);
     if (!st)

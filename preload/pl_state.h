@@ -59,6 +59,7 @@ typedef struct pl_state {
     pthread_mutex_t out_lock;
     atomic_int out_mode;
     uint32_t data_left; /* app bytes still owed to an open DATA record */
+    uint32_t early_peeks; /* PL_OUT_UNDECIDED writes that peeked for HELLO */
 
     /* inbound, under in_lock */
     pthread_mutex_t in_lock;

@@ -82,6 +82,29 @@ static double pl_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Like pl_kwrite_all, but the first bytes the kernel takes carry the
+ * application's name and control (SCM_RIGHTS must travel with its write). */
+static int pl_kwrite_all_msg(pl_io *io, const uint8_t *p, size_t len)
+{
+    for (;;) {
+        struct iovec v = {(void *)p, len};
+        ssize_t r = pl_kwrite(io, &v, 1, true);
+        if (r > 0)
+            return pl_kwrite_all(io, p + r, len - (size_t)r);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {io->fd, POLLOUT, 0};
+            if (REAL(poll)(&pfd, 1, -1) < 0 && errno != EINTR)
+                return -1;
+            continue;
+        }
+        if (r == 0)
+            errno = EIO;
+        return -1;
+    }
+}
+
 /* Tries to send buf as a token. Returns n, -1 (errno) if the token could not
  * be written, or 0 if the store refused the object (send it inline). */
 static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
@@ -105,7 +128,7 @@ static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
     }
     plen += pl_record_header(pre + plen, PL_REC_TOKEN, (uint32_t)blen);
     plen += (size_t)blen;
-    if (pl_kwrite_all(io, pre, plen) != 0)
+    if (pl_kwrite_all_msg(io, pre, plen) != 0)
         return -1;
     atomic_store(&st->out_mode, PL_OUT_FRAMED);
     PSI_STAT_ADD(tokens_sent, 1);
@@ -168,7 +191,11 @@ ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
 {
     pthread_mutex_lock(&st->out_lock);
     int mode = atomic_load(&st->out_mode);
-    if (mode == PL_OUT_UNDECIDED) {
+    /* A peer that never writes to us is plain, or offered HELLO at connect:
+     * peeking on the first writes is enough, and spares a plain download
+     * server a syscall per write for the life of the connection. */
+    if (mode == PL_OUT_UNDECIDED && st->early_peeks < 64) {
+        st->early_peeks++;
         pl_detect_early(st, io->fd);
         mode = atomic_load(&st->out_mode);
     }
