@@ -370,8 +370,16 @@ static ssize_t pl_recv_framed(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 static ssize_t pl_recv_take(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
     for (;;) {
-        if (st->hold)
-            return (ssize_t)pl_hold_take(st, buf, n, true);
+        if (st->hold) {
+            ssize_t got = (ssize_t)pl_hold_take(st, buf, n, true);
+            /* Held bytes used up: digest what follows them (headers, a
+             * token), so `ready` never counts bytes that yield nothing and
+             * the poll overlay never reports a read that would block. */
+            if (!st->hold && st->raw_off < st->raw_len)
+                (void)pl_decode(st, io->fd, st->raw + st->raw_off, st->raw_len - st->raw_off, buf,
+                                0, true);
+            return got;
+        }
         if (st->in_err) {
             errno = st->in_err;
             return -1;

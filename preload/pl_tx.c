@@ -5,6 +5,8 @@
  * the threshold is put into the store and replaced by a TOKEN record. Counts
  * returned to the application are always application bytes. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -187,6 +189,24 @@ static ssize_t pl_send_data(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
     return (ssize_t)accepted;
 }
 
+/* A token is all-or-nothing: on a non-blocking fd with no room at all, the
+ * write fails with EAGAIN before the payload is stored. (With a little room
+ * the token's ~80 bytes are finished with a short wait; see pl_kwrite_all.) */
+static bool pl_would_block(pl_io *io)
+{
+    if (!(io->flags & MSG_DONTWAIT)) {
+        int fl = REAL(fcntl)(io->fd, F_GETFL);
+        if (fl < 0 || !(fl & O_NONBLOCK))
+            return false;
+    }
+    struct pollfd p = {io->fd, POLLOUT, 0};
+    if (REAL(poll)(&p, 1, 0) == 0) {
+        errno = EAGAIN;
+        return true;
+    }
+    return false;
+}
+
 ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
 {
     pthread_mutex_lock(&st->out_lock);
@@ -207,8 +227,12 @@ ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
         uint8_t pre[PL_PREFIX_MAX];
         size_t plen = pl_greeting(st, mode, pre);
         r = 0;
-        if (st->data_left == 0 && n >= pl_g.cfg.threshold)
-            r = pl_send_token(st, io, pre, plen, buf, n);
+        if (st->data_left == 0 && n >= pl_g.cfg.threshold) {
+            if (pl_would_block(io))
+                r = -1; /* EAGAIN before storing anything, as the kernel would */
+            else
+                r = pl_send_token(st, io, pre, plen, buf, n);
+        }
         if (r == 0)
             r = pl_send_data(st, io, pre, plen, buf, n);
     }
