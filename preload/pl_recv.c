@@ -457,28 +457,8 @@ static ssize_t pl_recv_peek(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     return (ssize_t)pl_hold_take(st, buf, n, false);
 }
 
-/* A connect that was still in progress left HELLO owed. A client that reads
- * before it writes would keep the server's replies plain, so offer now if
- * the socket is connected and the write does not block. */
-static void pl_offer_before_read(pl_state *st, int fd)
-{
-    if (atomic_load(&st->out_mode) != PL_OUT_OFFER || st->kind != PL_KIND_STREAM ||
-        pthread_mutex_trylock(&st->out_lock) != 0)
-        return;
-    if (atomic_load(&st->out_mode) == PL_OUT_OFFER) {
-        uint8_t hello[PL_HELLO_LEN];
-        pl_hello_make(hello, st->nonce, false);
-        ssize_t r = REAL(send)(fd, hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL);
-        pl_io io = {.fd = fd, .sock = true, .flags = MSG_NOSIGNAL};
-        if (r > 0 && (r == PL_HELLO_LEN || pl_kwrite_all(&io, hello + r, PL_HELLO_LEN - (size_t)r) == 0))
-            atomic_store(&st->out_mode, PL_OUT_FRAMED);
-    }
-    pthread_mutex_unlock(&st->out_lock);
-}
-
 ssize_t pl_recv(pl_state *st, pl_io *io, void *buf, size_t n)
 {
-    pl_offer_before_read(st, io->fd);
     pthread_mutex_lock(&st->in_lock);
     ssize_t r;
     if (n == 0 || (st->in_mode == PL_IN_PLAIN && !st->hold && st->raw_off == st->raw_len)) {

@@ -77,15 +77,11 @@ void pl_on_connected(int fd, int how, bool in_progress)
     pl_hello_make(st->answer, st->nonce, true);
     st->in_mode = PL_IN_SEEK;
     atomic_store(&st->out_mode, PL_OUT_OFFER);
-    if (!in_progress) {
-        /* Connected: offer now, so a server that only writes still learns
-         * we are interposed at its first read or write. */
-        uint8_t hello[PL_HELLO_LEN];
-        pl_hello_make(hello, st->nonce, false);
-        pl_io io = {.fd = fd, .sock = true, .flags = MSG_NOSIGNAL};
-        if (pl_kwrite_all(&io, hello, sizeof(hello)) == 0)
-            atomic_store(&st->out_mode, PL_OUT_FRAMED);
-    }
+    /* HELLO travels with the first bytes we write, never alone: a server
+     * that only writes and then closes would find our HELLO unread in its
+     * receive buffer, and closing a socket with unread data sends RST,
+     * which can destroy the tail of what it sent us. */
+    (void)in_progress;
     psi_log(PSI_LOG_DEBUG, "fd %d: peer is interposed (%s); offering HELLO", fd,
             how == PL_OFFER_LISTED ? "PSI_PEERS" : "registry");
     pl_fd_attach(fd, st);
