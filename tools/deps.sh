@@ -19,6 +19,8 @@ program  sha256sum     coreutils
 program  socat         socat
 program  nc            netcat-openbsd
 nc-openbsd nc          netcat-openbsd
+program  ss            iproute2
+program  pkill         procps
 "
 
 # Prints nothing and succeeds if the requirement is met.
