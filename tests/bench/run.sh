@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# psinterpose benchmarks (make bench), printed as markdown tables:
+#  1. 64-byte ping-pong over TCP loopback (ROUNDS round trips): no preload,
+#     preload on both ends (framed: small DATA records), preload with
+#     PSI_DISABLE=1 (pass-through). DESIGN §8 budget: within 3% of no preload.
+#  2. throughput: COUNT writes of 64 MiB, plain TCP vs preloaded (tokens).
+# Each case runs REPS times, interleaved; the table shows the median.
+#
+#   tests/bench/run.sh            (PSI_BENCH_ROUNDS, PSI_BENCH_COUNT,
+#                                  PSI_BENCH_REPS override the sizes)
+set -euo pipefail
+unset LD_PRELOAD
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+LIB=${PSI_TEST_LIB:-$ROOT/build/libpsinterpose.so}
+ROUNDS=${PSI_BENCH_ROUNDS:-20000}
+COUNT=${PSI_BENCH_COUNT:-8}
+REPS=${PSI_BENCH_REPS:-5}
+MSG=64
+BIG=$((64 * 1024 * 1024))
+PY=$(python3 -c 'import sys; print(sys.executable)')
+
+[[ -f $LIB ]] || { echo "bench: $LIB does not exist: run 'make all' first" >&2; exit 1; }
+BIN=$ROOT/build/bench/pingpong
+mkdir -p "$ROOT/build/bench"
+cc -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/pingpong.c"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-bench.XXXXXX")
+export PSI_RUNTIME_DIR=$tmp/run
+trap 'rm -rf "$tmp"' EXIT
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_listen() { # PORT PID
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        [[ -n $(ss -Hltn "sport = :$1") ]] && return 0
+        kill -0 "$2" 2>/dev/null || { echo "bench: server exited early" >&2; exit 1; }
+        sleep 0.01
+    done
+    echo "bench: server not listening on $1" >&2
+    exit 1
+}
+
+# once CASE MODE COUNT SIZE: one run; prints the client's seconds.
+# CASE: plain | preload | disabled
+once() {
+    local case=$1 mode=$2 count=$3 sz=$4 port spid pre=() cpre=() out
+    port=$(free_port)
+    # The preloaded client lists the server as a peer, so the framed path is
+    # measured whether or not it would have found the server's registry
+    # entry in time; its PSI_STATS line shows what was framed and proxied.
+    case $case in
+    plain) pre=() cpre=() ;;
+    preload)
+        pre=(env LD_PRELOAD="$LIB")
+        cpre=(env LD_PRELOAD="$LIB" PSI_PEERS="127.0.0.1:$port" PSI_STATS="$tmp/$mode.stats")
+        ;;
+    disabled) pre=(env LD_PRELOAD="$LIB" PSI_DISABLE=1) cpre=("${pre[@]}") ;;
+    esac
+    "${pre[@]}" "$BIN" server "$port" 2>>"$tmp/server.err" &
+    spid=$!
+    wait_listen "$port" "$spid"
+    out=$("${cpre[@]}" "$BIN" client "$port" "$mode" "$count" "$sz" 2>>"$tmp/client.err") || {
+        echo "bench: $case $mode client failed:" >&2
+        tail -n 5 "$tmp/client.err" >&2
+        exit 1
+    }
+    wait "$spid" || { echo "bench: $case $mode server failed" >&2; tail -n 5 "$tmp/server.err" >&2; exit 1; }
+    out=${out#seconds=}
+    echo "${out%% *}"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A T
+cases_pp=(plain preload disabled)
+for ((r = 0; r < REPS; r++)); do
+    for c in "${cases_pp[@]}"; do
+        T[pp_$c]+=" $(once "$c" ping "$ROUNDS" "$MSG")"
+    done
+    for c in plain preload; do
+        T[st_$c]+=" $(once "$c" stream "$COUNT" "$BIG")"
+    done
+done
+
+echo "## Ping-pong: $ROUNDS round trips of $MSG bytes over TCP loopback (median of $REPS)"
+echo
+echo "| case | time (s) | us per round trip | vs no preload |"
+echo "|---|---:|---:|---:|"
+# shellcheck disable=SC2086
+base=$(median ${T[pp_plain]})
+for c in "${cases_pp[@]}"; do
+    # shellcheck disable=SC2086
+    m=$(median ${T[pp_$c]})
+    label=$c
+    [[ $c == plain ]] && label="no preload"
+    [[ $c == preload ]] && label="preload, both ends"
+    [[ $c == disabled ]] && label="preload, PSI_DISABLE=1"
+    printf '| %s | %s | %s | %s |\n' "$label" "$(printf %.3f "$m")" \
+        "$(awk -v t="$m" -v n="$ROUNDS" 'BEGIN { printf("%.2f", t / n * 1e6) }')" \
+        "$(awk -v t="$m" -v b="$base" 'BEGIN { printf("%.3f", t / b) }')"
+done
+echo
+echo "## Throughput: $COUNT writes of 64 MiB over TCP loopback (median of $REPS)"
+echo
+echo "| case | time (s) | GB/s | speed vs plain TCP |"
+echo "|---|---:|---:|---:|"
+# shellcheck disable=SC2086
+base=$(median ${T[st_plain]})
+for c in plain preload; do
+    # shellcheck disable=SC2086
+    m=$(median ${T[st_$c]})
+    label="plain TCP"
+    [[ $c == preload ]] && label="preload, both ends (tokens)"
+    printf '| %s | %s | %s | %s |\n' "$label" "$(printf %.3f "$m")" \
+        "$(awk -v t="$m" -v n=$((COUNT * BIG)) 'BEGIN { printf("%.2f", n / t / 1e9) }')" \
+        "$(awk -v t="$m" -v b="$base" 'BEGIN { printf("%.2fx", b / t) }')"
+done
+
+# What the preloaded runs really did, from the clients' PSI_STATS lines.
+sum() { "$PY" -c 'import json,sys; print(sum(json.loads(l)[sys.argv[2]] for l in open(sys.argv[1]) if l.strip()))' "$@"; }
+echo
+echo "Preloaded clients, over all runs: ping-pong framed $(sum "$tmp/ping.stats" bytes_sent) bytes" \
+    "and sent $(sum "$tmp/ping.stats" tokens_sent) tokens; the throughput runs sent" \
+    "$(sum "$tmp/stream.stats" tokens_sent) tokens for $((REPS * COUNT)) writes of 64 MiB."
