@@ -33,16 +33,22 @@ SAN_UNIT    := $(UNIT_SRC:tests/unit/%.c=$(B)/san/tests/%)
 
 .PHONY: all deps test unit unit-san integration demo bench install uninstall clean
 
+# Objects reached only through pattern rules would count as intermediate and
+# be deleted after a link; keep every build product.
+.SECONDARY:
+
 all: $(B)/libpsinterpose.so $(B)/psi
 
 deps:
 	@tools/deps.sh
 
-$(B)/obj/%.o: %.c $(HDRS)
+# Static pattern rules: every object is an explicit target, so make never
+# has to guess which pattern rule can build a test's prerequisites.
+$(CORE_OBJ) $(PRELOAD_OBJ) $(TOOLS_OBJ): $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
 
-$(B)/san/%.o: %.c $(HDRS)
+$(SAN_CORE) $(SAN_PRELOAD): $(B)/san/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(SAN_FLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
 
@@ -61,20 +67,24 @@ $(B)/psi: $(TOOLS_OBJ) $(B)/libpsicore.a
 # entry points (pl_hooks_*.c), so state machines are tested without
 # LD_PRELOAD; the others link the core only.
 UNIT_PRELOAD := $(filter-out $(B)/obj/preload/pl_hooks_%.o,$(PRELOAD_OBJ))
-$(B)/tests/test_pl_%: tests/unit/test_pl_%.c $(UNIT_PRELOAD) $(B)/libpsicore.a $(HDRS)
+PL_UNIT_BIN  := $(filter $(B)/tests/test_pl_%,$(UNIT_BIN))
+CORE_UNIT_BIN := $(filter-out $(PL_UNIT_BIN),$(UNIT_BIN))
+$(PL_UNIT_BIN): $(B)/tests/%: tests/unit/%.c $(UNIT_PRELOAD) $(B)/libpsicore.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) -o $@ $< $(UNIT_PRELOAD) $(B)/libpsicore.a -lcmocka $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libpsicore.a $(HDRS)
+$(CORE_UNIT_BIN): $(B)/tests/%: tests/unit/%.c $(B)/libpsicore.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) -o $@ $< $(B)/libpsicore.a -lcmocka $(LIBS)
 
 SAN_UNIT_PRELOAD := $(filter-out $(B)/san/preload/pl_hooks_%.o,$(SAN_PRELOAD))
-$(B)/san/tests/test_pl_%: tests/unit/test_pl_%.c $(SAN_UNIT_PRELOAD) $(SAN_CORE) $(HDRS)
+SAN_PL_UNIT   := $(filter $(B)/san/tests/test_pl_%,$(SAN_UNIT))
+SAN_CORE_UNIT := $(filter-out $(SAN_PL_UNIT),$(SAN_UNIT))
+$(SAN_PL_UNIT): $(B)/san/tests/%: tests/unit/%.c $(SAN_UNIT_PRELOAD) $(SAN_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_UNIT_PRELOAD) $(SAN_CORE) -lcmocka $(LIBS)
 
-$(B)/san/tests/%: tests/unit/%.c $(SAN_CORE) $(HDRS)
+$(SAN_CORE_UNIT): $(B)/san/tests/%: tests/unit/%.c $(SAN_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_CORE) -lcmocka $(LIBS)
 
