@@ -13,6 +13,7 @@
 
 #include "pl_state.h"
 #include "psi_config.h"
+#include "psi_policy.h"
 
 typedef struct pl_io {
     int fd;
@@ -27,6 +28,8 @@ typedef struct pl_global {
     psi_config cfg;
     bool ready;       /* config loaded */
     bool passthrough; /* PSI_DISABLE, or a policy error: touch nothing */
+    bool dryrun;      /* PSI_DRYRUN: observe and record, never frame or store */
+    struct psi_policy *policy; /* PSI_POLICY, loaded; NULL: threshold only */
 } pl_global;
 
 extern pl_global pl_g;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "pl_proto.h"
@@ -54,6 +55,9 @@ typedef struct pl_seg {
 typedef struct pl_state {
     atomic_int refs;  /* fds pointing here, plus calls in flight */
     uint8_t kind;
+    uint8_t channel;  /* POL_CH_* bit (psi_policy.h): tcp, unix or pipe */
+    struct sockaddr_storage peer; /* the connected peer, for policy matching */
+    socklen_t peer_len;           /* 0 when unknown (pipes) */
 
     /* outbound, under out_lock */
     pthread_mutex_t out_lock;
