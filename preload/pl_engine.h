@@ -55,7 +55,8 @@ static inline bool pl_has_ready(pl_state *st)
 enum { PL_OFFER_LISTED = 1, PL_OFFER_REGISTRY = 2 };
 /* 0, or why the destination is known to be interposed. */
 int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len);
-void pl_on_connected(int fd, int how, bool in_progress);
+void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, int how,
+                     bool in_progress);
 void pl_on_accepted(int listener, int fd);
 void pl_on_listen(int fd);
 void pl_on_pipe(int fds[2]);

@@ -51,7 +51,7 @@ PL_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
     int r = REAL(connect)(fd, sa, len);
     if (offer && (r == 0 || errno == EINPROGRESS)) {
         int saved = errno;
-        pl_on_connected(fd, offer, r != 0);
+        pl_on_connected(fd, sa, len, offer, r != 0);
         errno = saved;
     }
     return r;

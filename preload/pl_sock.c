@@ -55,6 +55,32 @@ static bool pl_is_stream_socket(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) == 0 && pl_stream_family(domain);
 }
 
+/* Channel and peer address, for policy matching and dry-run reports. */
+static void pl_note_peer(pl_state *st, int fd)
+{
+    st->peer_len = sizeof(st->peer);
+    if (getpeername(fd, (struct sockaddr *)&st->peer, &st->peer_len) != 0)
+        st->peer_len = 0;
+    int family = st->peer_len ? st->peer.ss_family : AF_UNSPEC;
+    if (family == AF_UNSPEC) {
+        int domain = 0;
+        socklen_t l = sizeof(domain);
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) == 0)
+            family = domain;
+    }
+    st->channel = family == AF_UNIX ? POL_CH_UNIX : POL_CH_TCP;
+}
+
+/* A connect still in progress has no peer yet: use the destination. */
+static void pl_note_dest(pl_state *st, const struct sockaddr *sa, socklen_t len)
+{
+    if (len > sizeof(st->peer))
+        len = sizeof(st->peer);
+    memcpy(&st->peer, sa, len);
+    st->peer_len = len;
+    st->channel = sa->sa_family == AF_UNIX ? POL_CH_UNIX : POL_CH_TCP;
+}
+
 int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
 {
     if (!pl_g.ready || pl_g.passthrough || !sa || len < sizeof(sa_family_t) ||
@@ -68,11 +94,12 @@ int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
     return how;
 }
 
-void pl_on_connected(int fd, int how, bool in_progress)
+void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, int how, bool in_progress)
 {
     pl_state *st = pl_state_new(PL_KIND_STREAM);
     if (!st)
         return;
+    pl_note_dest(st, sa, len);
     pl_random(st->nonce, sizeof(st->nonce));
     pl_hello_make(st->answer, st->nonce, true);
     st->in_mode = PL_IN_SEEK;
@@ -97,6 +124,7 @@ void pl_on_accepted(int listener, int fd)
     pl_state *st = pl_state_new(PL_KIND_STREAM);
     if (!st)
         return;
+    pl_note_peer(st, fd);
     st->in_mode = PL_IN_DETECT;
     atomic_store(&st->out_mode, PL_OUT_UNDECIDED);
     pl_fd_attach(fd, st);
@@ -142,12 +170,14 @@ void pl_on_pipe(int fds[2])
         return;
     pl_state *r = pl_state_new(PL_KIND_PIPE);
     if (r) {
+        r->channel = POL_CH_PIPE;
         r->in_mode = PL_IN_DETECT; /* a reader always detects */
         pl_fd_attach(fds[0], r);
     }
     if (pl_g.cfg.pipes) {
         pl_state *w = pl_state_new(PL_KIND_PIPE);
         if (w) {
+            w->channel = POL_CH_PIPE;
             pl_random(w->nonce, sizeof(w->nonce));
             atomic_store(&w->out_mode, PL_OUT_OFFER);
             pl_fd_attach(fds[1], w);
@@ -173,6 +203,7 @@ void pl_scan_std_fds(void)
     if (fl >= 0 && (fl & O_ACCMODE) != O_WRONLY && fstat(0, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
         pl_state *r = pl_state_new(PL_KIND_PIPE);
         if (r) {
+            r->channel = POL_CH_PIPE;
             r->in_mode = PL_IN_DETECT;
             pl_fd_attach(0, r);
         }
@@ -188,6 +219,7 @@ void pl_scan_std_fds(void)
         }
         pl_state *w = pl_state_new(PL_KIND_PIPE);
         if (w) {
+            w->channel = POL_CH_PIPE;
             pl_random(w->nonce, sizeof(w->nonce));
             atomic_store(&w->out_mode, PL_OUT_OFFER);
             pl_fd_attach(1, w);
