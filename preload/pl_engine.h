@@ -63,6 +63,9 @@ void pl_on_pipe(int fds[2]);
 void pl_on_shutdown(int fd, int how);
 void pl_scan_std_fds(void);
 
+/* The policy decision for a send of n bytes on st (pl_policy.c). */
+void pl_decide(pl_state *st, uint64_t n, pol_decision *d);
+
 /* Called before a state is recycled. */
 void pl_engine_finalize(pl_state *st);
 
