@@ -9,6 +9,12 @@
 
 ssize_t pl_kread(pl_io *io, struct iovec *iov, int iovcnt, int strip)
 {
+    /* One buffer and nothing to report back: the plain call is cheaper
+     * than the vector one (no iovec import in the kernel). */
+    if (iovcnt == 1 && !io->sock)
+        return REAL(read)(io->fd, iov[0].iov_base, iov[0].iov_len);
+    if (iovcnt == 1 && !io->msg)
+        return REAL(recv)(io->fd, iov[0].iov_base, iov[0].iov_len, io->flags & ~strip);
     if (!io->sock)
         return REAL(readv)(io->fd, iov, iovcnt);
     struct msghdr m;
@@ -37,6 +43,10 @@ ssize_t pl_kread(pl_io *io, struct iovec *iov, int iovcnt, int strip)
 
 ssize_t pl_kwrite(pl_io *io, const struct iovec *iov, int iovcnt, bool with_msg)
 {
+    if (iovcnt == 1 && !io->sock)
+        return REAL(write)(io->fd, iov[0].iov_base, iov[0].iov_len);
+    if (iovcnt == 1 && !(with_msg && io->msg))
+        return REAL(send)(io->fd, iov[0].iov_base, iov[0].iov_len, io->flags);
     if (!io->sock)
         return REAL(writev)(io->fd, iov, iovcnt);
     struct msghdr m;

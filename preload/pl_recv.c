@@ -334,9 +334,33 @@ static ssize_t pl_progress(ssize_t prod)
     return prod == 0 ? PL_CONTINUE : prod;
 }
 
+/* Small reads (ping-pong messages) go through a stack buffer with one
+ * plain read of the message and the next header; cheaper than a vector
+ * read into the application's buffer plus a stage. */
+#define PL_SMALL_READ 1024
+
+static ssize_t pl_recv_small(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
+{
+    uint8_t tmp[PL_SMALL_READ + PL_REC_HDR];
+    struct iovec v = {tmp, n + PL_REC_HDR};
+    ssize_t r = pl_kread(io, &v, 1, MSG_WAITALL);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        if (pl_rx_eof_clean(&st->rx))
+            return 0;
+        psi_log(PSI_LOG_ERROR, "fd %d: stream ended inside a %s record", io->fd,
+                st->rx.phase == PL_RX_DATA ? "DATA" : "TOKEN");
+        return pl_fail(st, EPROTO);
+    }
+    return pl_progress(pl_decode(st, io->fd, tmp, (size_t)r, buf, n, false));
+}
+
 /* A framed direction: read into buf plus a small stage, decode in place. */
 static ssize_t pl_recv_framed(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
+    if (n <= PL_SMALL_READ)
+        return pl_recv_small(st, io, buf, n);
     uint8_t stage[PL_REC_HDR];
     struct iovec v[2] = {{buf, n}, {stage, sizeof(stage)}};
     ssize_t r = pl_kread(io, v, 2, MSG_WAITALL);
