@@ -124,7 +124,7 @@ fi
 speed=$("$PY" -c 'import sys; a, b = map(float, sys.argv[1:]); print("%.1fx" % (a / b) if b > 0 else "-")' \
     "$plain_secs" "$SECS")
 if ((RELAYED * 100 < plain_relayed)); then
-    echo "With psinterpose the payload bypassed the relay ($(human "$RELAYED") instead of $(human "$plain_relayed")), arrived intact, and the transfer took $SECS s instead of $plain_secs s ($speed)."
+    echo "With psinterpose the payload bypassed the relay ($(human "$RELAYED") instead of $(human "$plain_relayed")), arrived intact, and the transfer took $SECS s instead of $plain_secs s ($speed as fast)."
 else
     echo "The payload still went through the relay ($(human "$RELAYED")): the interposer did not take it off the wire. The bytes arrived intact."
     exit 1

@@ -8,6 +8,7 @@
 #     line on its stderr and errors > 0 in its stats.
 #  3. PSI_THRESHOLD=bogus: one stderr line naming PSI_THRESHOLD per process,
 #     and the default (1 MiB) is used: a 2 MiB write is proxied, 512 KiB not.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 # show FILE: the file's lines, indented, for the log.

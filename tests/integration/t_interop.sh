@@ -7,6 +7,7 @@
 #  3. plain client -> preloaded server with payloads that start like the
 #     HELLO magic ("\xF5", "\xF5P", "\xF5PSX...") and then differ or end.
 # Zero tokens in every stats file.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 payload a.bin 64M

@@ -3,6 +3,7 @@
 # nc copies in small blocks (16 KiB), so nothing reaches the threshold: this
 # checks that the interposer is transparent (HELLO, framing of small writes,
 # half-close), not that it proxies.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need nc
 

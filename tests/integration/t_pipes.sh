@@ -7,6 +7,7 @@
 #  3. without PSI_PIPES: plain pipe, no tokens.
 #  4. a plain producer (cat) whose bytes begin like a HELLO, into a preloaded
 #     consumer (a pipe reader always detects): bytes unchanged.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 payload big.bin 64M

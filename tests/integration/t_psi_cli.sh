@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `psi` command: --version, help, run (with --threshold, bad values,
 # PSI_POLICY refused for now, exit status passed on), stats, gc.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 [[ -x $PSI_BIN ]] || fail "$PSI_BIN does not exist: run 'make all' first"

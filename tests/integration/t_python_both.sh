@@ -8,6 +8,7 @@
 #  4. a mix of small and large length-prefixed messages on one connection,
 #     each echoed back by the server.
 # Every byte is compared by sha256; large writes must travel as tokens.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 payload a.bin 64M

@@ -5,6 +5,7 @@
 # bypass it: the relay may carry less than 1% of the payload bytes, and the
 # receiver must get every byte.
 # Run twice: python3 (netio.py) on both ends, then socat on both ends.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need socat
 

@@ -7,6 +7,7 @@
 # The server's first writes come before it has seen the client's HELLO, so
 # they are plain; the client must pass them through while it looks for the
 # ANSWER. Everything is compared byte for byte.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 printf '220 psi-test ready\r\n' >banner.txt

@@ -10,6 +10,7 @@
 # file and write the socket in blocks of up to 16 MiB.
 #
 # The small sizes run twice, with T = 64K and T = 1M; 64 MiB runs with 1M.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need socat
 

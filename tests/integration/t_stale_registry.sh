@@ -4,6 +4,7 @@
 # it (its entry stays behind), start a PLAIN listener on the same port, and
 # connect with a preloaded client. The plain server must receive exactly the
 # client's bytes: no HELLO, no frames, no tokens.
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 REG=$PSI_RUNTIME_DIR/registry

@@ -5,6 +5,7 @@
 # each direction, byte-exact; the large client writes travel as tokens.
 # socat -b 16777216: see t_sizes_socat.sh (the default 8 KiB blocks would
 # never reach the threshold).
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need socat
 
