@@ -45,6 +45,7 @@ typedef struct pol_connector {
     char name[POL_NAME_MAX];
     char url[PSI_PATH_MAX];
     int line;
+    int col;                  /* of NAME, for diagnostics */
 } pol_connector;
 
 /* What a send looks like to the matcher. */
@@ -98,7 +99,15 @@ typedef struct psi_policy {
     int default_connector;    /* `defaults connector=NAME`, -1 = the env/built-in one */
     bool needs_callers;       /* some rule has caller= */
     uint64_t min_candidate;   /* smallest size any proxy rule could act on */
+    /* Additions (docs/policy.md §9). After psi_policy_parse, `threshold`
+     * always holds the effective default threshold (the file's `defaults
+     * threshold=`, else PSI_DEFAULT_THRESHOLD); psi_policy_apply_env may
+     * replace it. Pass p->threshold to psi_policy_decide. */
+    int threshold_from;       /* POL_FROM_*: where `threshold` came from */
+    bool has_log;             /* some rule's action is log */
 } psi_policy;
+
+enum pol_from { POL_FROM_BUILTIN = 0, POL_FROM_FILE = 1, POL_FROM_ENV = 2 };
 
 /* One diagnostic: severity, position, message. */
 typedef struct pol_diag {
@@ -123,8 +132,17 @@ int psi_policy_load(const char *path, psi_policy *out, pol_diag_fn diag, void *c
 
 /* Applies the environment on top of the file (env wins, for one run):
  * PSI_THRESHOLD sets the default threshold, PSI_PEERS adds peers. `cfg` is
- * the already-loaded environment. */
+ * the already-loaded environment. With threshold_from_env false, a file
+ * without `defaults threshold=` takes cfg->threshold (the built-in 1 MiB).
+ * PSI_STORE needs nothing here: a decision's connector -1 means "the
+ * PSI_STORE / built-in connector", and `defaults connector=` (when given)
+ * is already folded into every decision. Recomputes min_candidate. */
 void psi_policy_apply_env(psi_policy *p, const psi_config *cfg, bool threshold_from_env);
+
+/* Appends the policy's `peer` declarations to cfg->peers (duplicates
+ * skipped, up to PSI_MAX_PEERS), so psi_peers_match(cfg, ...) covers
+ * PSI_PEERS and the policy alike. Returns how many did not fit. */
+size_t psi_policy_peers_into(const psi_policy *p, psi_config *cfg);
 
 /* The decision for one send. */
 typedef struct pol_decision {
@@ -138,7 +156,14 @@ typedef struct pol_decision {
 
 /* First match wins. `threshold` is the default (env or policy defaults).
  * A matching proxy rule proxies only sizes >= its threshold (its own, or
- * the default). Pure: no syscalls, no allocation. */
+ * the default); below it the send passes, and `rule` still names the rule.
+ * `connector` is the rule's, else `defaults connector=`, else -1. The
+ * callers callback is invoked at most once per call, and only when a rule
+ * with caller= has every other condition matched.
+ *
+ * Fast path for callers: when c->size < p->min_candidate and !p->has_log,
+ * the decision is PASS whichever rule matches, so decide need not be called
+ * (and no stack walked). Pure: no syscalls, no allocation. */
 void psi_policy_decide(const psi_policy *p, const pol_ctx *c, uint64_t threshold,
                        pol_decision *out);
 
@@ -152,5 +177,10 @@ bool pol_glob(const char *pattern, const char *s);
 
 const char *pol_channel_name(int channel_bit);
 const char *pol_action_name(int action);
+/* "refcount", "ttl", "evict-on-read"; "default" for -1. */
+const char *pol_lifetime_name(int lifetime);
+
+/* A size as a user would write it: "4MiB", "1500", "64KiB". */
+void pol_size_str(uint64_t v, char *buf, size_t cap);
 
 #endif

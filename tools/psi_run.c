@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "psi_config.h"
+#include "psi_policy.h"
 #include "psi_tool.h"
 
 #define LIB_NAME "libpsinterpose.so"
@@ -51,6 +52,17 @@ static int set_path_env(const char *name, const char *path)
     char cwd[PATH_MAX], abs[PATH_MAX * 2];
 
     if (path[0] == '/' || strcmp(path, "stderr") == 0 || !getcwd(cwd, sizeof cwd))
+        return set_env(name, path);
+    snprintf(abs, sizeof abs, "%s/%s", cwd, path);
+    return set_env(name, abs);
+}
+
+/* Like set_path_env, for a variable where "stderr" is just a file name. */
+static int set_abs_env(const char *name, const char *path)
+{
+    char cwd[PATH_MAX], abs[PATH_MAX * 2];
+
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd))
         return set_env(name, path);
     snprintf(abs, sizeof abs, "%s/%s", cwd, path);
     return set_env(name, abs);
@@ -133,9 +145,7 @@ static int apply_option(int opt, const char *arg)
     case OPT_STATS:     return need_value("--stats", arg) ?: set_path_env("PSI_STATS", arg);
     case OPT_LOG:       return opt_log(arg);
     case OPT_LOG_FILE:  return need_value("--log-file", arg) ?: set_path_env("PSI_LOG_FILE", arg);
-    case OPT_POLICY:
-        fprintf(stderr, "psi: policy files are not supported yet (--policy %s)\n", arg);
-        return -1;
+    case OPT_POLICY:    return need_value("--policy", arg) ?: set_abs_env("PSI_POLICY", arg);
     case 'h':           return 1;
     default:            return -1;
     }
@@ -154,6 +164,28 @@ static const char *env_get(const char *name)
     return getenv(name);
 }
 
+/* The library would pass everything through on a broken policy; psi run
+ * refuses instead, listing every error (warnings are shown, not fatal).
+ * A relative PSI_POLICY is made absolute: the program may chdir. */
+static int check_policy(const char *path)
+{
+    static psi_policy pol; /* large: not on the stack */
+    char abs[PATH_MAX * 2], cwd[PATH_MAX];
+    int errors;
+
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        snprintf(abs, sizeof abs, "%s/%s", cwd, path);
+        path = abs;
+    }
+    errors = cmd_policy_load(path, &pol, stderr, NULL);
+    if (errors) {
+        fprintf(stderr, "psi run: not starting: the policy %s has %d error%s\n", path, errors,
+                errors == 1 ? "" : "s");
+        return -1;
+    }
+    return path == abs ? set_env("PSI_POLICY", abs) : 0;
+}
+
 /* Loads the final PSI_* environment as the library will; any warning the
  * library would print is an error here. */
 static int check_environment(void)
@@ -162,10 +194,8 @@ static int check_environment(void)
     const char *policy = getenv("PSI_POLICY");
     int warnings = 0;
 
-    if (policy && *policy) {
-        fprintf(stderr, "psi: policy files are not supported yet (PSI_POLICY=%s)\n", policy);
+    if (policy && *policy && check_policy(policy) < 0)
         return -1;
-    }
     psi_config_load(&cfg, env_get, count_warning, &warnings);
     if (warnings)
         fprintf(stderr, "psi run: not starting: fix or unset the variable%s above\n",
@@ -216,7 +246,8 @@ static bool preload_has(const char *list, const char *lib)
     return false;
 }
 
-static int preload(void)
+/* Puts the library in front of LD_PRELOAD (psi run, psi dry-run). */
+int cmd_preload(void)
 {
     char lib[PATH_MAX], *joined;
     const char *old = getenv("LD_PRELOAD");
@@ -261,7 +292,7 @@ int cmd_run(int argc, char **argv)
     }
     if (optind >= argc)
         return cmd_usage_error("run", "no command given");
-    if (check_environment() < 0 || preload() < 0)
+    if (check_environment() < 0 || cmd_preload() < 0)
         return CMD_EXIT_USAGE;
     fflush(NULL);
     execvp(argv[optind], argv + optind);

@@ -13,6 +13,22 @@
 int cmd_run(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_dryrun(int argc, char **argv);
+
+/* Sets LD_PRELOAD to the library next to psi (psi_run.c). 0, or -1 with a
+ * message printed. */
+int cmd_preload(void);
+
+/* Policy helpers shared by `psi policy` and `psi run` (psi_policy_cmd.c). */
+struct psi_policy;
+struct pol_diag;
+/* Prints one diagnostic as FILE:LINE:COL: error|warning: MSG (FILE: ... for
+ * line 0) to ctx, a FILE * (NULL: stderr). A pol_diag_fn. */
+void cmd_policy_print_diag(void *ctx, const char *path, const struct pol_diag *d);
+/* Loads a policy, printing every diagnostic to f. Returns the error count;
+ * *warnings (if not NULL) gets the warning count. */
+int cmd_policy_load(const char *path, struct psi_policy *p, FILE *f, int *warnings);
 
 /* Prints `psi help CMD` (CMD NULL: the overview). Returns -1 if unknown. */
 int cmd_help_print(FILE *f, const char *cmd);
