@@ -30,6 +30,7 @@ typedef struct pl_global {
     bool passthrough; /* PSI_DISABLE, or a policy error: touch nothing */
     bool dryrun;      /* PSI_DRYRUN: observe and record, never frame or store */
     struct psi_policy *policy; /* PSI_POLICY, loaded; NULL: threshold only */
+    uint64_t min_candidate;    /* no send below this size can be proxied */
 } pl_global;
 
 extern pl_global pl_g;
@@ -63,8 +64,12 @@ void pl_on_pipe(int fds[2]);
 void pl_on_shutdown(int fd, int how);
 void pl_scan_std_fds(void);
 
-/* The policy decision for a send of n bytes on st (pl_policy.c). */
+/* Policy (pl_policy.c). pl_policy_init loads PSI_POLICY: -1 on errors
+ * (the caller then passes everything through). pl_decide is the decision
+ * for a send of n bytes on st; pl_log_send reports a `log` action. */
+int pl_policy_init(void);
 void pl_decide(pl_state *st, uint64_t n, pol_decision *d);
+void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d);
 
 /* Called before a state is recycled. */
 void pl_engine_finalize(pl_state *st);

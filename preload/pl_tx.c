@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pl_dryrun.h"
 #include "pl_engine.h"
 #include "pl_io.h"
 #include "pl_real.h"
@@ -114,13 +115,13 @@ static int pl_kwrite_all_msg(pl_io *io, const uint8_t *p, size_t len)
 /* Tries to send buf as a token. Returns n, -1 (errno) if the token could not
  * be written, or 0 if the store refused the object (send it inline). */
 static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
-                             const void *buf, size_t n)
+                             const void *buf, size_t n, const pol_decision *d)
 {
     static atomic_int warned;
     psi_token tok;
     psi_err err = {0};
     double t0 = pl_now();
-    if (pl_store_put(buf, n, &tok, &err) != 0) {
+    if (pl_store_put(buf, n, d, &tok, &err) != 0) {
         PSI_STAT_ADD(inline_fallbacks, 1);
         psi_log_once(warned, PSI_LOG_WARN, "store refused a %zu-byte object (%s); sending inline",
                      n, err.msg);
@@ -224,6 +225,8 @@ static bool pl_would_block(pl_io *io)
 
 ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
 {
+    if (pl_g.dryrun)
+        return pl_dry_send(st, io, buf, n);
     pthread_mutex_lock(&st->out_lock);
     int mode = atomic_load(&st->out_mode);
     /* A peer that never writes to us is plain, or offered HELLO at connect:
@@ -242,11 +245,15 @@ ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
         uint8_t pre[PL_PREFIX_MAX];
         size_t plen = pl_greeting(st, mode, pre);
         r = 0;
-        if (st->data_left == 0 && n >= pl_g.cfg.threshold) {
-            if (pl_would_block(io))
-                r = -1; /* EAGAIN before storing anything, as the kernel would */
-            else
-                r = pl_send_token(st, io, pre, plen, buf, n);
+        pol_decision d;
+        if (st->data_left == 0 && n >= pl_g.min_candidate) {
+            pl_decide(st, n, &d);
+            if (d.action == POL_ACT_LOG)
+                pl_log_send(st, io->fd, n, &d);
+            /* A non-blocking fd with no room fails with EAGAIN before
+             * anything is stored, as the kernel would. */
+            if (d.action == POL_ACT_PROXY)
+                r = pl_would_block(io) ? -1 : pl_send_token(st, io, pre, plen, buf, n, &d);
         }
         if (r == 0)
             r = pl_send_data(st, io, pre, plen, buf, n);
@@ -257,6 +264,8 @@ ssize_t pl_send(pl_state *st, pl_io *io, const void *buf, size_t n)
 
 ssize_t pl_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt)
 {
+    if (pl_g.dryrun)
+        return pl_dry_sendv(st, io, iov, iovcnt);
     /* A framed writev is one write per iovec: a short count after the first
      * segment is a legal partial write of a stream. Large segments each
      * become a token; small neighbours are gathered so a writev of many
@@ -264,7 +273,7 @@ ssize_t pl_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt)
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    if (total < pl_g.cfg.threshold && iovcnt > 1 && total <= 8192) {
+    if (total < pl_g.min_candidate && iovcnt > 1 && total <= 8192) {
         uint8_t tmp[8192];
         size_t off = 0;
         for (int i = 0; i < iovcnt; i++) {

@@ -190,7 +190,7 @@ static size_t store_token(const void *payload, size_t n, uint8_t out[PSI_TOKEN_M
 {
     psi_token tok;
     psi_err err = {0};
-    int rc = pl_store_put(payload, n, &tok, &err);
+    int rc = pl_store_put(payload, n, NULL, &tok, &err);
     if (rc != 0)
         fprintf(stderr, "store put: %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -297,6 +297,7 @@ static int group_setup(void **unused)
      * set what the engine reads directly. The store opens on first put. */
     pl_init();
     pl_g.cfg.threshold = THRESHOLD;
+    pl_g.min_candidate = THRESHOLD; /* what pl_policy_init derives at load */
     snprintf(pl_g.cfg.store_url, sizeof(pl_g.cfg.store_url), "%s", url);
     pl_g.passthrough = false;
     /* The constructor may have adopted fds 0 and 1 (pipes). */
