@@ -12,7 +12,7 @@ CPPFLAGS_ALL := -D_GNU_SOURCE -DPSI_VERSION=\"$(VERSION)\" -Ipolicy -Istore -Ipr
 # The core and the preload library are built with hidden visibility: the .so
 # exports only the hooks marked PL_EXPORT (DESIGN §1).
 PICFLAGS := -fPIC -fvisibility=hidden
-LIBS    := -lxxhash -ldl -lpthread
+LIBS    := -lxxhash -ldl -lpthread -lm
 
 CORE_SRC    := $(sort $(wildcard store/*.c policy/*.c))
 PRELOAD_SRC := $(sort $(wildcard preload/*.c))

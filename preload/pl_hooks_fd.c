@@ -49,7 +49,7 @@ PL_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
     pl_fresh(fd);
     int offer = pl_should_offer(fd, sa, len);
     int r = REAL(connect)(fd, sa, len);
-    if (offer && (r == 0 || errno == EINPROGRESS)) {
+    if ((offer || pl_g.dryrun) && (r == 0 || errno == EINPROGRESS)) {
         int saved = errno;
         pl_on_connected(fd, sa, len, offer, r != 0);
         errno = saved;

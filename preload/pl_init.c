@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pl_caller.h"
+#include "pl_dryrun.h"
 #include "pl_engine.h"
 #include "pl_real.h"
 #include "psi_log.h"
@@ -50,6 +52,8 @@ static void pl_finalize(pl_state *st)
 static void pl_atfork_child(void)
 {
     pl_fdtab_atfork_child();
+    if (pl_g.dryrun)
+        pl_dry_atfork_child();
 }
 
 static void pl_init_once_fn(void)
@@ -62,15 +66,13 @@ static void pl_init_once_fn(void)
     psi_log_init(pl_g.cfg.log_level, pl_g.cfg.log_file);
     for (int i = 0; i < w.n; i++)
         psi_log(PSI_LOG_WARN, "%s", w.text[i]);
-    if (pl_g.cfg.policy[0]) {
-        psi_log(PSI_LOG_ERROR,
-                "PSI_POLICY=%s: policy files are not supported yet; passing everything "
-                "through unchanged",
-                pl_g.cfg.policy);
+    if (pl_policy_init() != 0)
         pl_g.passthrough = true;
-    }
     if (pl_g.cfg.disable)
         pl_g.passthrough = true;
+    pl_g.dryrun = pl_g.cfg.dryrun && !pl_g.passthrough;
+    if (pl_g.dryrun)
+        pl_caller_init(); /* before fds are tracked: libunwind opens a pipe */
     pl_state_finalize = pl_finalize;
     pthread_atfork(NULL, NULL, pl_atfork_child);
     pl_g.ready = true;
@@ -94,6 +96,11 @@ __attribute__((constructor)) static void pl_ctor(void)
 
 __attribute__((destructor)) static void pl_dtor(void)
 {
+    if (pl_g.ready && pl_g.dryrun) {
+        int saved = errno;
+        pl_dry_dump();
+        errno = saved;
+    }
     if (!pl_g.ready || !pl_g.cfg.stats[0])
         return;
     int saved = errno;

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pl_dryrun.h"
 #include "pl_engine.h"
 #include "pl_io.h"
 #include "pl_real.h"
@@ -83,7 +84,7 @@ static void pl_note_dest(pl_state *st, const struct sockaddr *sa, socklen_t len)
 
 int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
 {
-    if (!pl_g.ready || pl_g.passthrough || !sa || len < sizeof(sa_family_t) ||
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || !sa || len < sizeof(sa_family_t) ||
         !pl_stream_family(sa->sa_family) || !pl_is_stream_socket(fd))
         return 0;
     int saved = errno;
@@ -94,8 +95,28 @@ int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
     return how;
 }
 
+/* Dry run: a stream socket is observed, never offered HELLO. */
+static void pl_dry_on_connected(int fd, const struct sockaddr *sa, socklen_t len, bool in_progress)
+{
+    if (!pl_g.ready || pl_g.passthrough || !sa || len < sizeof(sa_family_t) ||
+        !pl_stream_family(sa->sa_family) || !pl_is_stream_socket(fd))
+        return;
+    pl_state *st = pl_dry_state(PL_KIND_STREAM, 0);
+    if (!st)
+        return;
+    if (in_progress)
+        pl_note_dest(st, sa, len);
+    else
+        pl_note_peer(st, fd);
+    pl_fd_attach(fd, st);
+}
+
 void pl_on_connected(int fd, const struct sockaddr *sa, socklen_t len, int how, bool in_progress)
 {
+    if (pl_g.dryrun) {
+        pl_dry_on_connected(fd, sa, len, in_progress);
+        return;
+    }
     pl_state *st = pl_state_new(PL_KIND_STREAM);
     if (!st)
         return;
@@ -121,6 +142,14 @@ void pl_on_accepted(int listener, int fd)
     pl_state *ls = pl_fd_get(listener);
     if (!(ls && ls->kind == PL_KIND_LISTENER) && !pl_is_stream_socket(fd))
         return;
+    if (pl_g.dryrun) {
+        pl_state *ds = pl_dry_state(PL_KIND_STREAM, 0); /* never detects HELLO */
+        if (ds) {
+            pl_note_peer(ds, fd);
+            pl_fd_attach(fd, ds);
+        }
+        return;
+    }
     pl_state *st = pl_state_new(PL_KIND_STREAM);
     if (!st)
         return;
@@ -132,7 +161,7 @@ void pl_on_accepted(int listener, int fd)
 
 void pl_on_listen(int fd)
 {
-    if (!pl_g.ready || pl_g.passthrough || !pl_is_stream_socket(fd))
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || !pl_is_stream_socket(fd))
         return;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -168,6 +197,13 @@ void pl_on_pipe(int fds[2])
     pl_fd_detach(fds[1]);
     if (!pl_g.ready || pl_g.passthrough)
         return;
+    if (pl_g.dryrun) {
+        /* Only the write end is observed; the reader is left alone. */
+        pl_state *w = pl_dry_state(PL_KIND_PIPE, POL_CH_PIPE);
+        if (w)
+            pl_fd_attach(fds[1], w);
+        return;
+    }
     pl_state *r = pl_state_new(PL_KIND_PIPE);
     if (r) {
         r->channel = POL_CH_PIPE;
@@ -199,6 +235,19 @@ void pl_scan_std_fds(void)
     if (pl_g.passthrough)
         return;
     struct stat sb;
+    if (pl_g.dryrun) {
+        /* Dry run: every inherited pipe or FIFO we write is observed. */
+        for (int fd = 0; fd <= 2; fd++) {
+            int f = fcntl(fd, F_GETFL);
+            if (f < 0 || (f & O_ACCMODE) == O_RDONLY || fstat(fd, &sb) != 0 ||
+                !S_ISFIFO(sb.st_mode))
+                continue;
+            pl_state *w = pl_dry_state(PL_KIND_PIPE, POL_CH_PIPE);
+            if (w)
+                pl_fd_attach(fd, w);
+        }
+        return;
+    }
     int fl = fcntl(0, F_GETFL);
     if (fl >= 0 && (fl & O_ACCMODE) != O_WRONLY && fstat(0, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
         pl_state *r = pl_state_new(PL_KIND_PIPE);

@@ -5,12 +5,14 @@
 set -euo pipefail
 
 # What we need, one per line: "kind  what-to-check  debian-package".
-#   header: a file under /usr/include;  program: a command on PATH;
+#   header: a file under /usr/include or its multiarch directory
+#   (libunwind.h is in /usr/include/x86_64-linux-gnu);  program: a command on PATH;
 #   nc-openbsd: the OpenBSD netcat (tests use its -U and -N flags).
 # Add new dependencies here (e.g. "header hiredis/hiredis.h libhiredis-dev").
 NEEDS="
 header   xxhash.h      libxxhash-dev
 header   cmocka.h      libcmocka-dev
+header   libunwind.h   libunwind-dev
 program  gcc           gcc
 program  make          make
 program  pkg-config    pkgconf
@@ -21,13 +23,14 @@ program  nc            netcat-openbsd
 nc-openbsd nc          netcat-openbsd
 program  ss            iproute2
 program  pkill         procps
+program  chromium      chromium
 "
 
 # Prints nothing and succeeds if the requirement is met.
 have() {
     local kind=$1 what=$2
     case $kind in
-    header)     [[ -f /usr/include/$what ]] ;;
+    header)     [[ -f /usr/include/$what ]] || compgen -G "/usr/include/*-linux-gnu/$what" >/dev/null ;;
     program)    command -v "$what" >/dev/null 2>&1 ;;
     nc-openbsd) [[ $(readlink -f "$(command -v nc 2>/dev/null || echo /nonexistent)") == *openbsd* ]] ;;
     *)          echo "deps.sh: unknown kind '$kind'" >&2; return 1 ;;

@@ -1,4 +1,4 @@
-/* psi: the command-line tool (DESIGN §1): run, gc, stats, help.
+/* psi: the command-line tool (DESIGN §1): run, gc, stats, policy, help.
  *
  * Dispatch and help text live here; each subcommand is its own file. Help
  * goes to stdout (asked for); usage errors go to stderr with exit 2. */
@@ -35,6 +35,8 @@ static const command commands[] = {
      "  --stats FILE       append one JSON line per process at exit (or 'stderr')\n"
      "  --log LEVEL        error, warn, info or debug\n"
      "  --log-file FILE    write the interposer's log to FILE instead of stderr\n"
+     "  --policy FILE      the policy file (docs/policy.md); checked first: psi run\n"
+     "                     refuses to start (exit 2) if it has errors\n"
      "  -h, --help         show this help\n"
      "\n"
      "The library is looked up next to the psi binary, then in ../lib/.\n"
@@ -61,6 +63,45 @@ static const command commands[] = {
      "\n"
      "Malformed lines are reported as FILE:LINE on stderr and skipped.\n"
      "Exit status: 0; 1 if a FILE cannot be read or no valid line was found.\n"},
+    {"policy", cmd_policy, "check a policy file, or explain its decision for a send",
+     "usage: psi policy check FILE...\n"
+     "       psi policy explain FILE --channel CH --size SIZE [--peer ADDR]\n"
+     "                               [--direction send|recv] [--exe NAME] [--caller FN]...\n"
+     "\n"
+     "check    lists every error and warning as FILE:LINE:COL: error|warning: MSG,\n"
+     "         then one line per file. Exit status: 0 (warnings allowed), 2 if any\n"
+     "         file has an error.\n"
+     "explain  shows, rule by rule, why each earlier rule does not match the send\n"
+     "         described by the options, which rule matches, and the decision\n"
+     "         (action, connector, lifetime, ttl, threshold). PSI_THRESHOLD,\n"
+     "         PSI_PEERS and PSI_STORE apply as they would at run time.\n"
+     "\n"
+     "  --channel CH       tcp, unix, pipe, udp, mpi or zmq (required)\n"
+     "  --size SIZE        the write's size: 4096, 64K, 4MiB (required)\n"
+     "  --peer ADDR        ip:port, [v6addr]:port, unix:/path or unix:@abstract\n"
+     "  --direction D      send (default) or recv\n"
+     "  --exe NAME         the program (its basename is matched)\n"
+     "  --caller FN        a function on the call stack; repeatable\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "The policy language: docs/policy.md.\n"},
+    {"dry-run", cmd_dryrun, "observe a program tree and report what would be proxied",
+     "usage: psi dry-run [OPTIONS] [--] COMMAND [ARGS...]\n"
+     "\n"
+     "Runs COMMAND, its children and the programs they exec in observe-only mode:\n"
+     "nothing is framed, nothing is stored, nothing on the wire changes. Every send\n"
+     "on a socket or pipe is recorded with the decision the policy would take, and\n"
+     "at the end a table per rule, call site and peer and a threshold sweep (4 KiB\n"
+     "to 256 MiB) are printed on stderr.\n"
+     "\n"
+     "  --policy FILE      decide with this policy file (refused if it has errors)\n"
+     "  --threshold SIZE   the default threshold (1048576, 64K, 1MiB)\n"
+     "  --json FILE        write the report as JSON ('-': stdout)\n"
+     "  --html FILE        write the report as one self-contained HTML page\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "Exit status: COMMAND's (128 + N if a signal N ended it), 2 for a bad option\n"
+     "or policy, 126/127 if COMMAND cannot run.\n"},
     {"help", NULL, "show help for a command", "usage: psi help [COMMAND]\n"},
 };
 

@@ -2,7 +2,9 @@
 # psinterpose benchmarks (make bench), printed as markdown tables:
 #  1. 64-byte ping-pong over TCP loopback (ROUNDS round trips): no preload,
 #     preload on both ends (framed: small DATA records), preload with
-#     PSI_DISABLE=1 (pass-through). DESIGN §8 budget: within 3% of no preload.
+#     PSI_DISABLE=1 (pass-through), and a dry run (PSI_DRYRUN=1 on both ends:
+#     every send recorded, nothing framed). DESIGN §8 budget: within 3% of no
+#     preload.
 #  2. throughput: COUNT writes of 64 MiB, plain TCP vs preloaded (tokens).
 # Each case runs REPS times, interleaved; the table shows the median.
 #
@@ -46,7 +48,7 @@ wait_listen() { # PORT PID
 }
 
 # once CASE MODE COUNT SIZE: one run; prints the client's seconds.
-# CASE: plain | preload | disabled
+# CASE: plain | preload | disabled | dryrun
 once() {
     local case=$1 mode=$2 count=$3 sz=$4 port spid pre=() cpre=() out
     port=$(free_port)
@@ -60,6 +62,11 @@ once() {
         cpre=(env LD_PRELOAD="$LIB" PSI_PEERS="127.0.0.1:$port" PSI_STATS="$tmp/$mode.stats")
         ;;
     disabled) pre=(env LD_PRELOAD="$LIB" PSI_DISABLE=1) cpre=("${pre[@]}") ;;
+    dryrun)
+        mkdir -p "$tmp/dry"
+        pre=(env LD_PRELOAD="$LIB" PSI_DRYRUN=1 PSI_DRYRUN_OUT="$tmp/dry")
+        cpre=("${pre[@]}")
+        ;;
     esac
     "${pre[@]}" "$BIN" server "$port" 2>>"$tmp/server.err" &
     spid=$!
@@ -77,7 +84,7 @@ once() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A T
-cases_pp=(plain preload disabled)
+cases_pp=(plain preload disabled dryrun)
 for ((r = 0; r < REPS; r++)); do
     for c in "${cases_pp[@]}"; do
         T[pp_$c]+=" $(once "$c" ping "$ROUNDS" "$MSG")"
@@ -100,6 +107,7 @@ for c in "${cases_pp[@]}"; do
     [[ $c == plain ]] && label="no preload"
     [[ $c == preload ]] && label="preload, both ends"
     [[ $c == disabled ]] && label="preload, PSI_DISABLE=1"
+    [[ $c == dryrun ]] && label="dry run, both ends (PSI_DRYRUN=1)"
     printf '| %s | %s | %s | %s |\n' "$label" "$(printf %.3f "$m")" \
         "$(awk -v t="$m" -v n="$ROUNDS" 'BEGIN { printf("%.2f", t / n * 1e6) }')" \
         "$(awk -v t="$m" -v b="$base" 'BEGIN { printf("%.3f", t / b) }')"
@@ -127,3 +135,7 @@ echo
 echo "Preloaded clients, over all runs: ping-pong framed $(sum "$tmp/ping.stats" bytes_sent) bytes" \
     "and sent $(sum "$tmp/ping.stats" tokens_sent) tokens; the throughput runs sent" \
     "$(sum "$tmp/stream.stats" tokens_sent) tokens for $((REPS * COUNT)) writes of 64 MiB."
+# The dry-run case must have observed every message, or it measured nothing.
+echo "Dry-run processes, over all runs, recorded" \
+    "$("$PY" -c 'import glob,json,sys; print(sum(r["sends"] for f in glob.glob(sys.argv[1] + "/dry.*.json") for r in json.load(open(f))["rows"]))' "$tmp/dry")" \
+    "sends ($((REPS * 2)) processes x $ROUNDS round trips, plus a preamble each)."
