@@ -45,6 +45,7 @@ expect_json() {
 # ---- 1 and 2: the pipeline ----------------------------------------------
 port=$(free_port)
 rc=0
+# shellcheck disable=SC2016 # $1.. expand in the inner shell
 PSI_STATS=$TEST_TMP/dry.stats "$PSI_BIN" dry-run --threshold 1MiB --json tree.json -- \
     sh -c '"$1" "$2" receiver "$3" tcp.got 2>recv.err &
            "$1" "$2" writer "$3" 2>writer.err | "$1" "$2" reader pipe.got 2>reader.err
@@ -89,6 +90,7 @@ log "ok exact counts over sh + 3 exec'd programs: $(json_get tree.json 'r["total
 
 # ---- 3: partial writes count once ----------------------------------------
 rc=0
+# shellcheck disable=SC2016
 "$PSI_BIN" dry-run --threshold 1MiB --json nb.json -- \
     sh -c '"$1" "$2" nbwriter 2>nb.err | "$1" "$2" slowreader nb.got' sh "$PY" "$PROG" \
     >nb.out 2>nb.report || rc=$?

@@ -10,6 +10,7 @@ need chromium
 PROG=$HERE/dryrun_prog.py
 
 rc=0
+# shellcheck disable=SC2016 # $1.. expand in the inner shell
 "$PSI_BIN" dry-run --threshold 1MiB --html report.html --json report.json -- \
     sh -c '"$1" "$2" nbwriter 2>nb.err | "$1" "$2" reader nb.got' sh "$PY" "$PROG" \
     >run.out 2>run.err || rc=$?
