@@ -80,7 +80,10 @@
       (int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv))               \
     X(int, pselect,                                                                  \
       (int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,         \
-       const sigset_t *mask))
+       const sigset_t *mask))                                                        \
+    /* epoll (pl_hooks_epoll.c) */                                                   \
+    /* bulk paths: sendfile, splice, mmsg, ioctl, stdio (pl_hooks_bulk.c) */         \
+    /* processes: exec, spawn, vfork (pl_hooks_proc.c) */
 
 #define PL_DECLARE_PTR(ret, name, params) ret(*name) params;
 typedef struct pl_real_table {
