@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "pl_caller.h"
+#include "psi_policy.h"
 
 typedef struct result {
     const char *const *names;
@@ -296,6 +297,46 @@ static void full_cache_still_answers(void **unused)
     assert_string_equal(r.names[1], "many_sites");
 }
 
+/* ---- a caller= rule decided on the real stack ---------------------------- */
+
+static const char caller_policy[] = "rule from-upload: caller=upload_* => proxy\n"
+                                    "rule other: channel=tcp => pass\n";
+
+static int decide_here(const psi_policy *p)
+{
+    pol_ctx c = {.channel = POL_CH_TCP, .direction = POL_DIR_SEND, .size = 8 << 20,
+                 .exe = "test", .callers = pl_callers};
+    pol_decision d;
+    psi_policy_decide(p, &c, 1 << 20, &d);
+    return d.rule;
+}
+
+__attribute__((noipa)) int upload_chunk(const psi_policy *p)
+{
+    int r = decide_here(p);
+    sink++;
+    return r;
+}
+
+__attribute__((noipa)) int download_chunk(const psi_policy *p)
+{
+    int r = decide_here(p);
+    sink++;
+    return r;
+}
+
+static void caller_rule_matches_real_stack(void **unused)
+{
+    static psi_policy p;
+    assert_int_equal(psi_policy_parse("caller.policy", caller_policy, sizeof(caller_policy) - 1,
+                                      &p, NULL, NULL),
+                     0);
+    assert_true(p.needs_callers);
+    assert_int_equal(upload_chunk(&p), 0);   /* upload_chunk is on the stack */
+    assert_int_equal(download_chunk(&p), 1); /* it is not: the next rule decides */
+    assert_int_equal(upload_chunk(&p), 0);   /* and again, from the cache */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +348,7 @@ int main(void)
         cmocka_unit_test(threads_share_the_cache),
         cmocka_unit_test(cost_of_a_hit),
         cmocka_unit_test(full_cache_still_answers),
+        cmocka_unit_test(caller_rule_matches_real_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
