@@ -47,8 +47,11 @@ ssize_t pl_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt);
 ssize_t pl_recvv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt);
 
 /* Bytes the application can read without the kernel (poll overlay). */
+bool pl_epoll_has_ready(pl_state *st); /* pl_epoll.c: an epoll fd with held-ready members */
 static inline bool pl_has_ready(pl_state *st)
 {
+    if (st->kind == PL_KIND_EPOLL)
+        return pl_epoll_has_ready(st);
     return atomic_load_explicit(&st->ready, memory_order_acquire) != 0;
 }
 

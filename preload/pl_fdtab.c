@@ -1,8 +1,14 @@
 /* pl_fdtab: the fd -> state table and state lifetimes. */
 #include "pl_state.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 _Atomic(pl_state *) *_Atomic pl_fdtab[PL_FD_CHUNKS];
 
@@ -86,13 +92,65 @@ static _Atomic(pl_state *) *pl_slot(int fd, bool create)
     return chunk ? &chunk[(unsigned)fd % PL_FD_CHUNK] : NULL;
 }
 
+/* vfork and posix_spawn children run on the parent's memory until they
+ * exec: a dup2 or close there (subprocess's child sets up fds 0-2 that way)
+ * must not rewrite the parent's table or drop its references. Such a child
+ * is told apart by its pid; a pid change with separate memory is a fork
+ * that skipped the atfork handlers (_Fork, raw clone), which simply takes
+ * the table over. The check costs a getpid only on table changes, never on
+ * the lookup path. */
+static atomic_int pl_owner;
+
+void pl_fdtab_set_owner(void)
+{
+    atomic_store(&pl_owner, (int)getpid());
+}
+
+bool pl_fdtab_shared_child(void)
+{
+    int owner = atomic_load(&pl_owner);
+    int self = (int)getpid();
+    if (owner == 0 || owner == self)
+        return false;
+    /* kcmp says whether two processes share one address space. Where it is
+     * unavailable, assume the worst and leave the table alone. */
+    int saved = errno;
+    long same = syscall(SYS_kcmp, self, owner, KCMP_VM, 0, 0);
+    bool gone = same < 0 && errno == ESRCH;
+    errno = saved;
+    if (same > 0 || gone) {
+        atomic_store(&pl_owner, self);
+        return false;
+    }
+    return true;
+}
+
+/* Once per state: the object's identity for an exec handoff. */
+static void pl_state_note_key(pl_state *st, int fd)
+{
+    struct stat sb;
+    if (st->key_ino || fstat(fd, &sb) != 0)
+        return;
+    int fl = fcntl(fd, F_GETFL);
+    st->key_dev = (uint64_t)sb.st_dev;
+    st->key_ino = (uint64_t)sb.st_ino;
+    st->key_acc = fl >= 0 ? (fl & O_ACCMODE) : O_RDWR;
+}
+
 int pl_fd_attach(int fd, pl_state *st)
 {
+    if (pl_fdtab_shared_child()) {
+        pl_state_put(st);
+        return -1;
+    }
     _Atomic(pl_state *) *slot = pl_slot(fd, true);
     if (!slot) {
         pl_state_put(st);
         return -1;
     }
+    int saved = errno;
+    pl_state_note_key(st, fd);
+    errno = saved;
     pl_state *old = atomic_exchange_explicit(slot, st, memory_order_acq_rel);
     if (old)
         pl_state_put(old);
@@ -113,7 +171,7 @@ void pl_fd_dup(int fd, int fd2)
 void pl_fd_detach(int fd)
 {
     _Atomic(pl_state *) *slot = pl_slot(fd, false);
-    if (!slot)
+    if (!slot || !atomic_load(slot) || pl_fdtab_shared_child())
         return;
     pl_state *old = atomic_exchange_explicit(slot, NULL, memory_order_acq_rel);
     if (old)
@@ -126,6 +184,7 @@ void pl_fdtab_atfork_child(void)
      * this thread, so every lock is re-initialised unlocked. The state
      * itself is whatever the parent's memory held at that instant. */
     pthread_mutex_init(&pl_tab_lock, NULL);
+    pl_fdtab_set_owner();
     for (unsigned ci = 0; ci < PL_FD_CHUNKS; ci++) {
         _Atomic(pl_state *) *chunk = atomic_load(&pl_fdtab[ci]);
         if (!chunk)

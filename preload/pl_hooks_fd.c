@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -266,16 +265,6 @@ PL_EXPORT int fclose(FILE *f)
 PL_EXPORT int eventfd(unsigned int initval, int flags)
 {
     return pl_fresh(REAL(eventfd)(initval, flags));
-}
-
-PL_EXPORT int epoll_create(int size)
-{
-    return pl_fresh(REAL(epoll_create)(size));
-}
-
-PL_EXPORT int epoll_create1(int flags)
-{
-    return pl_fresh(REAL(epoll_create1)(flags));
 }
 
 PL_EXPORT int memfd_create(const char *name, unsigned int flags)

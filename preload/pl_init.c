@@ -5,9 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pl_bulk.h"
 #include "pl_caller.h"
 #include "pl_dryrun.h"
 #include "pl_engine.h"
+#include "pl_handoff.h"
+#include "pl_epoll.h"
 #include "pl_real.h"
 #include "psi_log.h"
 #include "psi_registry.h"
@@ -47,11 +50,27 @@ static void pl_finalize(pl_state *st)
     if (st->kind == PL_KIND_LISTENER && st->reg_entry[0] && st->reg_pid == getpid())
         psi_registry_remove(st->reg_entry);
     pl_engine_finalize(st);
+    pl_epoll_finalize(st);
+}
+
+/* A forked child counts only its own traffic: its stats line and the
+ * parent's are summed by `psi stats`, so inherited counts would be counted
+ * twice. */
+static void pl_stats_reset(void)
+{
+    atomic_uint_fast64_t *f[] = {&psi_g_stats.bytes_sent,      &psi_g_stats.bytes_proxied,
+                                 &psi_g_stats.tokens_sent,     &psi_g_stats.tokens_resolved,
+                                 &psi_g_stats.bytes_resolved,  &psi_g_stats.inline_fallbacks,
+                                 &psi_g_stats.errors,          &psi_g_stats.put_ns,
+                                 &psi_g_stats.get_ns};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        atomic_store_explicit(f[i], 0, memory_order_relaxed);
 }
 
 static void pl_atfork_child(void)
 {
     pl_fdtab_atfork_child();
+    pl_stats_reset();
     if (pl_g.dryrun)
         pl_dry_atfork_child();
 }
@@ -75,8 +94,11 @@ static void pl_init_once_fn(void)
         pl_caller_init(); /* before fds are tracked: libunwind opens a pipe */
     pl_state_finalize = pl_finalize;
     pthread_atfork(NULL, NULL, pl_atfork_child);
+    pl_fdtab_set_owner();
     pl_g.ready = true;
+    pl_handoff_import(); /* before the scan: a handed-off state wins */
     pl_scan_std_fds();
+    pl_bulk_adopt_stdio(); /* FILEs on framed std fds go through the engine */
     pl_initializing = 0;
     errno = saved;
 }
@@ -96,6 +118,8 @@ __attribute__((constructor)) static void pl_ctor(void)
 
 __attribute__((destructor)) static void pl_dtor(void)
 {
+    if (pl_g.ready)
+        pl_bulk_exit_flush(); /* bytes still in our stdio buffers count */
     if (pl_g.ready && pl_g.dryrun) {
         int saved = errno;
         pl_dry_dump();

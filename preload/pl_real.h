@@ -10,7 +10,9 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -45,8 +47,6 @@
     X(int, creat64, (const char *path, mode_t mode))                                 \
     X(int, fclose, (FILE * f))                                                       \
     X(int, eventfd, (unsigned int initval, int flags))                               \
-    X(int, epoll_create, (int size))                                                 \
-    X(int, epoll_create1, (int flags))                                               \
     X(int, memfd_create, (const char *name, unsigned int flags))                     \
     /* data */                                                                       \
     X(ssize_t, write, (int fd, const void *buf, size_t n))                           \
@@ -82,8 +82,51 @@
       (int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,         \
        const sigset_t *mask))                                                        \
     /* epoll (pl_hooks_epoll.c) */                                                   \
+    X(int, epoll_create, (int size))                                                 \
+    X(int, epoll_create1, (int flags))                                               \
+    X(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))            \
+    X(int, epoll_wait, (int epfd, struct epoll_event *ev, int maxevents, int timeout)) \
+    X(int, epoll_pwait,                                                              \
+      (int epfd, struct epoll_event *ev, int maxevents, int timeout,                 \
+       const sigset_t *mask))                                                        \
+    X(int, epoll_pwait2,                                                             \
+      (int epfd, struct epoll_event *ev, int maxevents, const struct timespec *ts,   \
+       const sigset_t *mask))                                                        \
     /* bulk paths: sendfile, splice, mmsg, ioctl, stdio (pl_hooks_bulk.c) */         \
-    /* processes: exec, spawn, vfork (pl_hooks_proc.c) */
+    X(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count))       \
+    X(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t count))   \
+    X(ssize_t, splice,                                                               \
+      (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,           \
+       unsigned int flags))                                                          \
+    X(ssize_t, vmsplice,                                                             \
+      (int fd, const struct iovec *iov, size_t n, unsigned int flags))               \
+    X(ssize_t, copy_file_range,                                                      \
+      (int fd_in, off64_t *off_in, int fd_out, off64_t *off_out, size_t len,         \
+       unsigned int flags))                                                          \
+    X(int, sendmmsg, (int fd, struct mmsghdr *v, unsigned int n, int flags))         \
+    X(int, recvmmsg,                                                                 \
+      (int fd, struct mmsghdr *v, unsigned int n, int flags,                         \
+       struct timespec *timeout))                                                    \
+    X(int, ioctl, (int fd, unsigned long req, ...))                                  \
+    X(FILE *, fdopen, (int fd, const char *mode))                                    \
+    /* processes: exec, spawn, vfork (pl_hooks_proc.c) */                            \
+    X(int, execve, (const char *path, char *const argv[], char *const envp[]))       \
+    X(int, execv, (const char *path, char *const argv[]))                            \
+    X(int, execvp, (const char *file, char *const argv[]))                           \
+    X(int, execvpe, (const char *file, char *const argv[], char *const envp[]))      \
+    X(int, fexecve, (int fd, char *const argv[], char *const envp[]))                \
+    X(int, execveat,                                                                 \
+      (int dirfd, const char *path, char *const argv[], char *const envp[],          \
+       int flags))                                                                   \
+    X(int, execl, (const char *path, const char *arg, ...))                          \
+    X(int, execle, (const char *path, const char *arg, ...))                         \
+    X(int, execlp, (const char *file, const char *arg, ...))                         \
+    X(int, posix_spawn,                                                              \
+      (pid_t * pid, const char *path, const posix_spawn_file_actions_t *fa,          \
+       const posix_spawnattr_t *attr, char *const argv[], char *const envp[]))       \
+    X(int, posix_spawnp,                                                             \
+      (pid_t * pid, const char *file, const posix_spawn_file_actions_t *fa,          \
+       const posix_spawnattr_t *attr, char *const argv[], char *const envp[]))
 
 #define PL_DECLARE_PTR(ret, name, params) ret(*name) params;
 typedef struct pl_real_table {

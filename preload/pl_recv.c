@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "pl_engine.h"
+#include "pl_epoll.h"
 #include "pl_io.h"
 #include "pl_real.h"
 #include "pl_store.h"
@@ -27,7 +28,9 @@ static void pl_ready_update(pl_state *st)
     size_t n = st->raw_len - st->raw_off;
     for (pl_seg *s = st->hold; s; s = s->next)
         n += s->len - s->off;
-    atomic_store_explicit(&st->ready, n, memory_order_release);
+    size_t old = atomic_exchange_explicit(&st->ready, n, memory_order_seq_cst);
+    if (n > old)
+        pl_epoll_on_ready(st); /* an edge for EPOLLET; wakes a sleeping epoll_wait */
 }
 
 static int pl_hold_push(pl_state *st, const uint8_t *data, size_t len, psi_obj *obj)
@@ -441,44 +444,98 @@ static ssize_t pl_recv_take(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     }
 }
 
+/* Bytes decoded and waiting in the hold queue. */
+static size_t pl_hold_bytes(const pl_state *st)
+{
+    size_t n = 0;
+    for (const pl_seg *s = st->hold; s; s = s->next)
+        n += s->len - s->off;
+    return n;
+}
+
+/* Takes up to n more bytes from behind the hold queue (raw bytes, then the
+ * kernel, with io's flags) and appends them to it. Returns what was added,
+ * 0 at EOF, or -1 with errno. */
+static ssize_t pl_hold_fill(pl_state *st, pl_io *io, size_t n)
+{
+    size_t cap = n < 65536 ? n : 65536;
+    uint8_t *tmp = malloc(cap);
+    if (!tmp)
+        return pl_fail(st, ENOMEM);
+    pl_seg *old = st->hold, *old_tail = st->hold_tail;
+    st->hold = st->hold_tail = NULL; /* so pl_recv_take reads past them */
+    pl_io take = *io;
+    take.flags &= ~MSG_PEEK;
+    ssize_t r = pl_recv_take(st, &take, tmp, cap);
+    /* Name and control the kernel reported went into the app's msghdr:
+     * say so, or the recvmsg hook clears them (and SCM_RIGHTS fds leak). */
+    io->ctl_seen = take.ctl_seen;
+    io->msg = take.msg;
+    /* Order: what was held, what we took, what was queued meanwhile. */
+    pl_seg *rest = st->hold, *rest_tail = st->hold_tail;
+    st->hold = old;
+    st->hold_tail = old_tail;
+    psi_obj obj = {.data = tmp, .len = r > 0 ? (size_t)r : 0, .heap = tmp};
+    if (r <= 0 || pl_hold_push(st, tmp, (size_t)r, &obj) != 0) {
+        free(tmp);
+        if (r > 0)
+            r = pl_fail(st, ENOMEM);
+    }
+    if (rest) {
+        if (st->hold_tail)
+            st->hold_tail->next = rest;
+        else
+            st->hold = rest;
+        st->hold_tail = rest_tail;
+    }
+    pl_ready_update(st);
+    return r;
+}
+
 /* MSG_PEEK on a stream we decode: take the bytes into the hold queue, then
- * copy without consuming. */
+ * copy without consuming. Like the kernel's, a peek blocks only when
+ * nothing is there, takes in whatever more a socket has without blocking
+ * (so a peek for more than is held makes progress), and with MSG_WAITALL
+ * waits for all n bytes or EOF. */
 static ssize_t pl_recv_peek(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
-    if (!st->hold) {
-        size_t cap = n < 65536 ? n : 65536;
-        uint8_t *tmp = malloc(cap);
-        if (!tmp)
-            return pl_fail(st, ENOMEM);
-        pl_io take = *io;
-        take.flags &= ~MSG_PEEK;
-        ssize_t r = pl_recv_take(st, &take, tmp, cap);
-        /* Name and control the kernel reported went into the app's msghdr:
-         * say so, or the recvmsg hook clears them (and SCM_RIGHTS fds leak). */
-        io->ctl_seen = take.ctl_seen;
-        io->msg = take.msg;
+    size_t have = pl_hold_bytes(st);
+    while (have < n) {
+        pl_io more = *io;
+        bool wait = have == 0 || (io->flags & MSG_WAITALL);
+        if (!wait) {
+            if (!io->sock)
+                break; /* read(2) has no per-call MSG_DONTWAIT */
+            more.flags |= MSG_DONTWAIT;
+        }
+        ssize_t r = pl_hold_fill(st, &more, n - have);
+        io->ctl_seen |= more.ctl_seen;
+        io->msg = more.msg;
         if (r <= 0) {
-            free(tmp);
+            if (have > 0)
+                break; /* EOF, EAGAIN or an error after some bytes: later */
             return r;
         }
-        /* What we took goes in front of anything queued meanwhile. */
-        pl_seg *rest = st->hold;
-        pl_seg *rest_tail = st->hold_tail;
-        st->hold = st->hold_tail = NULL;
-        psi_obj obj = {.data = tmp, .len = (size_t)r, .heap = tmp};
-        if (pl_hold_push(st, tmp, (size_t)r, &obj) != 0) {
-            free(tmp);
-            st->hold = rest;
-            st->hold_tail = rest_tail;
-            return pl_fail(st, ENOMEM);
-        }
-        if (rest) {
-            st->hold->next = rest;
-            st->hold_tail = rest_tail;
-        }
-        pl_ready_update(st);
+        have = pl_hold_bytes(st);
     }
     return (ssize_t)pl_hold_take(st, buf, n, false);
+}
+
+/* MSG_TRUNC on a stream (Linux): discard up to n application bytes and
+ * return how many; the kernel must never see the flag, or it would discard
+ * framing bytes. Blocks like a read of n; with MSG_WAITALL, for all n. */
+static ssize_t pl_recv_discard(pl_state *st, pl_io *io, size_t n)
+{
+    uint8_t scratch[4096];
+    size_t done = 0;
+    ssize_t r;
+    do {
+        size_t want = n - done < sizeof(scratch) ? n - done : sizeof(scratch);
+        r = pl_recv_take(st, io, scratch, want);
+        if (r > 0)
+            done += (size_t)r;
+    } while (r > 0 && done < n && ((io->flags & MSG_WAITALL) || pl_has_ready(st)));
+    return done > 0 ? (ssize_t)done : r;
 }
 
 ssize_t pl_recv(pl_state *st, pl_io *io, void *buf, size_t n)
@@ -488,7 +545,11 @@ ssize_t pl_recv(pl_state *st, pl_io *io, void *buf, size_t n)
     if (n == 0 || (st->in_mode == PL_IN_PLAIN && !st->hold && st->raw_off == st->raw_len)) {
         struct iovec v = {buf, n};
         r = pl_kread(io, &v, 1, 0);
+    } else if ((io->flags & MSG_TRUNC) && !(io->flags & MSG_PEEK)) {
+        io->flags &= ~MSG_TRUNC;
+        r = pl_recv_discard(st, io, n);
     } else if (io->flags & MSG_PEEK) {
+        io->flags &= ~MSG_TRUNC; /* PEEK|TRUNC: peeked into buf (buf needed) */
         r = pl_recv_peek(st, io, buf, n);
     } else {
         size_t done = 0;

@@ -239,7 +239,7 @@ void pl_scan_std_fds(void)
         /* Dry run: every inherited pipe or FIFO we write is observed. */
         for (int fd = 0; fd <= 2; fd++) {
             int f = fcntl(fd, F_GETFL);
-            if (f < 0 || (f & O_ACCMODE) == O_RDONLY || fstat(fd, &sb) != 0 ||
+            if (f < 0 || pl_fd_get(fd) || (f & O_ACCMODE) == O_RDONLY || fstat(fd, &sb) != 0 ||
                 !S_ISFIFO(sb.st_mode))
                 continue;
             pl_state *w = pl_dry_state(PL_KIND_PIPE, POL_CH_PIPE);
@@ -248,8 +248,17 @@ void pl_scan_std_fds(void)
         }
         return;
     }
+    /* An exec handoff (pl_handoff.c) already restored what the parent
+     * knew; a guess never replaces it. */
+    pl_state *w1 = pl_fd_get(1);
+    if (w1 && w1->kind == PL_KIND_PIPE && atomic_load(&w1->out_mode) == PL_OUT_OFFER &&
+        pl_same_file(1, 2)) {
+        int offer = PL_OUT_OFFER; /* the same rule as below, for an inherited writer */
+        atomic_compare_exchange_strong(&w1->out_mode, &offer, PL_OUT_PLAIN);
+    }
     int fl = fcntl(0, F_GETFL);
-    if (fl >= 0 && (fl & O_ACCMODE) != O_WRONLY && fstat(0, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+    if (fl >= 0 && !pl_fd_get(0) && (fl & O_ACCMODE) != O_WRONLY && fstat(0, &sb) == 0 &&
+        S_ISFIFO(sb.st_mode)) {
         pl_state *r = pl_state_new(PL_KIND_PIPE);
         if (r) {
             r->channel = POL_CH_PIPE;
@@ -258,7 +267,7 @@ void pl_scan_std_fds(void)
         }
     }
     fl = fcntl(1, F_GETFL);
-    if (pl_g.cfg.pipes && fl >= 0 && (fl & O_ACCMODE) == O_WRONLY && fstat(1, &sb) == 0 &&
+    if (pl_g.cfg.pipes && fl >= 0 && !w1 && (fl & O_ACCMODE) == O_WRONLY && fstat(1, &sb) == 0 &&
         S_ISFIFO(sb.st_mode)) {
         /* Our own log lines go to fd 2 unframed; if fd 2 is the same pipe,
          * framing fd 1 would interleave them into records. */

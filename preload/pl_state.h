@@ -25,6 +25,7 @@ enum pl_kind {
     PL_KIND_STREAM = 1,   /* connected TCP or Unix stream socket */
     PL_KIND_LISTENER = 2, /* a listening socket: only its registry entry */
     PL_KIND_PIPE = 3,     /* a pipe or FIFO end (or socketpair end, later) */
+    PL_KIND_EPOLL = 4,    /* an epoll instance: its shadow registrations (pl_epoll.c) */
 };
 
 /* Outbound direction (docs/protocol.md §1). */
@@ -79,8 +80,17 @@ typedef struct pl_state {
     uint8_t *raw;                 /* bytes read from the kernel, not yet decoded */
     size_t raw_len, raw_off, raw_cap;
     atomic_size_t ready;          /* hold + raw bytes, read by the poll overlay without in_lock */
+    atomic_uint ready_gen;        /* bumped whenever `ready` grows (EPOLLET edges) */
+    atomic_bool ep_watched;       /* some epoll shadow holds this state (pl_epoll.c) */
+    struct pl_epoll *ep;          /* PL_KIND_EPOLL: the shadow registrations */
 
     uint8_t nonce[PL_NONCE_LEN];  /* ours (OFFER) or the peer's (ANSWER) */
+
+    /* The open object this state belongs to, taken when it is first
+     * attached: an exec handoff finds it again by these, whatever fd number
+     * the new image has it on (pl_handoff.c). */
+    uint64_t key_dev, key_ino;
+    int key_acc;                  /* O_ACCMODE: tells a pipe's two ends apart */
 
     char reg_entry[512];          /* listener: registry file to remove */
     pid_t reg_pid;                /* only the registering process removes it */
@@ -128,6 +138,13 @@ extern void (*pl_state_finalize)(pl_state *st);
 
 /* fork support: re-initialises every state lock in the child. */
 void pl_fdtab_atfork_child(void);
+
+/* Records the pid that owns this copy of the table (pl_init, fork child). */
+void pl_fdtab_set_owner(void);
+
+/* True in a child that runs on its parent's memory (vfork, a CLONE_VM
+ * clone): the table is the parent's, and must not change. */
+bool pl_fdtab_shared_child(void);
 
 /* Number of fds currently tracked (tests, stats). */
 size_t pl_fdtab_count(void);

@@ -24,6 +24,11 @@ nc-openbsd nc          netcat-openbsd
 program  ss            iproute2
 program  pkill         procps
 program  chromium      chromium
+program  curl          curl
+program  iperf3        iperf3
+program  valgrind      valgrind
+program  rsync         rsync
+program  nginx         nginx-light
 "
 
 # Prints nothing and succeeds if the requirement is met.

@@ -16,6 +16,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=${ROOT:-$(cd "$HERE/../.." && pwd)}
 PSI_LIB=${PSI_TEST_LIB:-$ROOT/build/libpsinterpose.so}
 PSI_BIN=${PSI_TEST_BIN:-$ROOT/build/psi}
+# What LD_PRELOAD holds for a program under test. PSI_TEST_PRELOAD_EXTRA goes
+# first: a sanitizer build of the library needs its runtime (libasan) loaded
+# before anything else in an unsanitized program (make integration-san).
+PSI_PRELOAD="${PSI_TEST_PRELOAD_EXTRA:+$PSI_TEST_PRELOAD_EXTRA }$PSI_LIB"
 
 if [[ -z ${TEST_TMP:-} ]]; then
     TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/psi-it.XXXXXX")
@@ -77,7 +81,7 @@ trap _cleanup EXIT
 # helper process ever runs interposed.)
 preload() {
     [[ $1 == env ]] && shift
-    env LD_PRELOAD="$PSI_LIB" "$@"
+    env LD_PRELOAD="$PSI_PRELOAD" "$@"
 }
 
 # spawn OUT ERR [preload] CMD...: starts CMD in the background with stdout
@@ -90,7 +94,7 @@ spawn() {
     if [[ $1 == preload ]]; then
         shift
         [[ $1 == env ]] && shift
-        set -- env LD_PRELOAD="$PSI_LIB" "$@"
+        set -- env LD_PRELOAD="$PSI_PRELOAD" "$@"
     fi
     "$@" <"${SPAWN_STDIN:-/dev/null}" >"$out" 2>"$err" &
     SPAWNED=$!

@@ -10,6 +10,9 @@
 # The temp dir of a failed test is kept (its path is printed);
 # PSI_TEST_KEEP=1 keeps every one. PSI_TEST_TIMEOUT overrides the 120 s.
 # PSI_TEST_LIB / PSI_TEST_BIN test another build of the library / of psi.
+# PSI_TEST_PRELOAD_EXTRA is put in LD_PRELOAD before the library (a
+# sanitizer runtime); PSI_TEST_SKIP lists test names not to run (each is
+# reported as "skip NAME"), for builds some programs cannot load.
 # PSI_TEST_WAIT_REGISTRY=1 (diagnosis only) also waits for a preloaded
 # listener's registry entry, not just for its port, before connecting.
 set -euo pipefail
@@ -30,7 +33,12 @@ limit=${PSI_TEST_TIMEOUT:-120}
 tests=()
 for t in "$HERE"/t_*.sh; do
     name=$(basename "$t" .sh)
-    [[ -z $filter || $name == *"$filter"* ]] && tests+=("$t")
+    [[ -z $filter || $name == *"$filter"* ]] || continue
+    if [[ " ${PSI_TEST_SKIP:-} " == *" $name "* ]]; then
+        echo "skip $name (PSI_TEST_SKIP)"
+        continue
+    fi
+    tests+=("$t")
 done
 if ((${#tests[@]} == 0)); then
     echo "no test matches '$filter'"

@@ -68,3 +68,34 @@ printf '\365P' | preload "$PY" "$NETIO" pipe recv:edge2.got 2>edge2.cons.err ||
 printf '\365P' >edge2.bin
 same_bytes edge2.bin edge2.got "plain producer -> preloaded consumer, 2 bytes of magic then EOF"
 log "ok plain producers into a preloaded consumer"
+
+# 5. A shell pipeline with the shell preloaded too: bash makes the pipe
+#    (tracked in bash), forks, and each side reaches its program through
+#    dup2 + exec, so the state comes across in the exec handoff. The
+#    producer writes 16 MiB blocks, the consumer is sha256sum.
+want=$(sha big.bin)
+preload env PSI_PIPES=1 PSI_LOG=debug PSI_STATS="$TEST_TMP/shell.stats" bash -c \
+    "'$PY' '$NETIO' pipe --chunk 16M send:big.bin | sha256sum >shell.sum" 2>shell.err ||
+    fail "preloaded bash -c 'producer | sha256sum' failed"
+[[ $(cut -c1-64 shell.sum) == "$want" ]] || fail "shell pipeline: sha256 $(cat shell.sum), want $want"
+grep -q '"exe":"sha256sum"' shell.stats || fail "sha256sum wrote no stats line: $(cat shell.stats)"
+expect_stat shell.stats tokens_sent -ge 4 "shell pipeline producer"
+expect_stat shell.stats tokens_resolved -eq "$(tokens_sent shell.stats)" "shell pipeline consumer"
+expect_stat shell.stats errors -eq 0 "shell pipeline"
+[[ $(grep -c "exec handoff: 1 states, 1 fds restored" shell.err) -ge 2 ]] ||
+    fail "shell pipeline: both sides should take their pipe end from bash's handoff"
+log "ok preloaded bash -c 'producer | sha256sum': $(tokens_sent shell.stats) tokens"
+
+# 6. The same with plain coreutils on both sides (128 KiB writes: DATA
+#    records, below the threshold), and a lower threshold so cat's writes
+#    become tokens.
+for thr in 1M 64K; do
+    preload env PSI_PIPES=1 PSI_THRESHOLD=$thr PSI_STATS="$TEST_TMP/cat$thr.stats" bash -c \
+        "cat big.bin small.bin | sha256sum >cat$thr.sum" 2>"cat$thr.err" ||
+        fail "preloaded bash -c 'cat | sha256sum' failed (threshold $thr)"
+    [[ $(cut -c1-64 "cat$thr.sum") == "$(cat big.bin small.bin | sha256sum | cut -c1-64)" ]] ||
+        fail "cat | sha256sum (threshold $thr): wrong digest"
+    expect_stat "cat$thr.stats" errors -eq 0 "cat | sha256sum (threshold $thr)"
+done
+expect_stat cat64K.stats tokens_resolved -ge 1 "cat | sha256sum with PSI_THRESHOLD=64K"
+log "ok preloaded bash -c 'cat | sha256sum': $(tokens_sent cat64K.stats) tokens at 64K"
