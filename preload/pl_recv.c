@@ -337,6 +337,17 @@ static ssize_t pl_progress(ssize_t prod)
     return prod == 0 ? PL_CONTINUE : prod;
 }
 
+/* The kernel reported EOF on a framed direction: clean between records or
+ * inside a header, a protocol error inside a body (docs/protocol.md §3). */
+static ssize_t pl_eof(pl_state *st, int fd)
+{
+    if (pl_rx_eof_clean(&st->rx))
+        return 0;
+    psi_log(PSI_LOG_ERROR, "fd %d: stream ended inside a %s record", fd,
+            st->rx.phase == PL_RX_DATA ? "DATA" : "TOKEN");
+    return pl_fail(st, EPROTO);
+}
+
 /* Small reads (ping-pong messages) go through a stack buffer with one
  * plain read of the message and the next header; cheaper than a vector
  * read into the application's buffer plus a stage. */
@@ -349,13 +360,8 @@ static ssize_t pl_recv_small(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     ssize_t r = pl_kread(io, &v, 1, MSG_WAITALL);
     if (r < 0)
         return r;
-    if (r == 0) {
-        if (pl_rx_eof_clean(&st->rx))
-            return 0;
-        psi_log(PSI_LOG_ERROR, "fd %d: stream ended inside a %s record", io->fd,
-                st->rx.phase == PL_RX_DATA ? "DATA" : "TOKEN");
-        return pl_fail(st, EPROTO);
-    }
+    if (r == 0)
+        return pl_eof(st, io->fd);
     return pl_progress(pl_decode(st, io->fd, tmp, (size_t)r, buf, n, false));
 }
 
@@ -369,13 +375,8 @@ static ssize_t pl_recv_framed(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     ssize_t r = pl_kread(io, v, 2, MSG_WAITALL);
     if (r < 0)
         return r;
-    if (r == 0) {
-        if (pl_rx_eof_clean(&st->rx))
-            return 0;
-        psi_log(PSI_LOG_ERROR, "fd %d: stream ended inside a %s record", io->fd,
-                st->rx.phase == PL_RX_DATA ? "DATA" : "TOKEN");
-        return pl_fail(st, EPROTO);
-    }
+    if (r == 0)
+        return pl_eof(st, io->fd);
     size_t in_buf = (size_t)r < n ? (size_t)r : n;
     size_t extra = (size_t)r - in_buf;
     size_t raw_before = st->raw_len - st->raw_off;
