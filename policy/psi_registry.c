@@ -259,8 +259,29 @@ typedef struct lookup {
     bool best_registered;/* ...and whether all of them are registered */
 } lookup;
 
+/* Does process pid still have the interposer mapped? A registered process
+ * may have exec'd an image without it (LD_PRELOAD dropped, a static or
+ * setuid binary) and kept the listening socket: its inode still listens,
+ * but HELLO would reach an application that cannot decode it. */
+static bool pid_interposed(pid_t pid)
+{
+    if (pid == getpid())
+        return true; /* this process runs this code, preloaded or linked */
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%ld/maps", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false; /* gone, or not ours to read: do not offer */
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "/libpsinterpose") != NULL;
+    fclose(f);
+    return found;
+}
+
 /* Is inode one of the registered candidates? Marks it alive: the kernel
- * shows it listening on the entry's port or path. */
+ * shows it listening on the entry's port or path. It counts as registered
+ * only while the registering process still runs the interposer. */
 static bool mark_alive(lookup *lk, ino_t inode)
 {
     bool found = false;
@@ -268,7 +289,7 @@ static bool mark_alive(lookup *lk, ino_t inode)
     for (size_t i = 0; i < lk->ncand; i++) {
         if (lk->cand[i].inode == inode) {
             lk->cand_alive[i] = true;
-            found = true;
+            found = found || pid_interposed(lk->cand[i].pid);
         }
     }
     return found;

@@ -54,3 +54,39 @@ else
     log "the stale entry was removed by the client (not trusted)"
 fi
 log "ok stale registry entry ignored"
+
+# 5. a preloaded listener registers, then execs an image without the
+#    interposer that keeps the listening socket: the inode still listens, but
+#    the registry must not trust it (the new image cannot decode HELLO).
+port=$(free_port)
+cat >exec_plain.py <<'PYEOF'
+import os, socket, sys
+port, py, netio, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(4)
+ls.set_inheritable(True)
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+code = ("import socket,sys\n"
+        "ls = socket.socket(fileno=%d)\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "c, _ = ls.accept()\n"
+        "with open(sys.argv[1], 'wb') as f:\n"
+        "    while True:\n"
+        "        b = c.recv(1 << 20)\n"
+        "        if not b: break\n"
+        "        f.write(b)\n") % ls.fileno()
+os.execve(py, [py, "-c", code, out], env)
+PYEOF
+spawn exec.out exec.err preload "$PY" exec_plain.py "$port" "$PY" "$NETIO" exec.got
+ex=$SPAWNED
+wait_listen "$port" "$ex"
+wait_file exec.got.ready 30 # the exec happened: the plain image holds the socket
+spawn cli2.out cli2.err preload env PSI_STATS="$TEST_TMP/cli2.stats" \
+    "$PY" "$NETIO" client --port "$port" send:small.bin send:big.bin send:small.bin shut
+await_ok "$SPAWNED" "preloaded client"
+await_ok "$ex" "exec'd plain server"
+same_bytes expect.bin exec.got "preloaded client -> listener inherited by a plain exec'd image"
+expect_stat cli2.stats tokens_sent -eq 0 "client of an exec'd plain listener"
+log "ok a registered listener that exec'd a plain image is not trusted"
