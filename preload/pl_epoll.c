@@ -22,7 +22,10 @@
  *   growth of its held bytes (pl_state.ready_gen, bumped by pl_ready_update).
  *   EPOLLONESHOT: once reported (by us or by the kernel) the shadow entry is
  *   disarmed, and so is the kernel registration, until EPOLL_CTL_MOD.
- *   EPOLLEXCLUSIVE needs nothing beyond the normal path.
+ *   EPOLLEXCLUSIVE: each growth of a member's held bytes is reported by
+ *   one exclusive registration only, the first whose wait claims it
+ *   (pl_ep_claim); that one keeps reporting it (level) until the bytes are
+ *   taken, the others stay quiet until the next growth.
  * - Nesting: an epoll fd is itself tracked, and pl_has_ready on it asks
  *   whether it has a held-ready member, so poll/select and an outer epoll
  *   see it readable.
@@ -405,6 +408,21 @@ static int pl_ep_find_event(const struct epoll_event *ev, int k, uint64_t data)
     return -1;
 }
 
+/* EPOLLEXCLUSIVE: the kernel wakes one exclusive waiter (or a few) for new
+ * data; for bytes held in user space, the first shadow to claim a
+ * generation of them reports it, and only that shadow, until the next
+ * growth. The claim packs the generation and a shadow id into one word. */
+static bool pl_ep_claim(pl_state *st, unsigned gen, const pl_epoll *ep)
+{
+    uint64_t me = (uint64_t)gen << 32 | ((uint64_t)(uintptr_t)ep & 0xffffffffu);
+    uint64_t cur = atomic_load_explicit(&st->excl_claim, memory_order_seq_cst);
+    if (cur == me)
+        return true; /* ours: level-triggered, report again */
+    if ((uint32_t)(cur >> 32) == gen)
+        return false; /* another shadow took this generation */
+    return atomic_compare_exchange_strong(&st->excl_claim, &cur, me);
+}
+
 /* Adds held-ready registrations to the kernel's k events. */
 static int pl_ep_merge(pl_epoll *ep, struct epoll_event *ev, int k, int max)
 {
@@ -424,6 +442,8 @@ static int pl_ep_merge(pl_epoll *ep, struct epoll_event *ev, int k, int max)
         pl_ep_entry *e = &ep->ent[(start + j) % n];
         unsigned gen;
         if (!pl_ep_candidate(e, 0, &gen))
+            continue;
+        if ((e->events & EPOLLEXCLUSIVE) && !pl_ep_claim(e->st, gen, ep))
             continue;
         uint32_t in = e->events & (EPOLLIN | EPOLLRDNORM);
         int at = pl_ep_find_event(ev, kernel, e->data.u64);

@@ -81,6 +81,7 @@ typedef struct pl_state {
     size_t raw_len, raw_off, raw_cap;
     atomic_size_t ready;          /* hold + raw bytes, read by the poll overlay without in_lock */
     atomic_uint ready_gen;        /* bumped whenever `ready` grows (EPOLLET edges) */
+    atomic_uint_fast64_t excl_claim; /* EPOLLEXCLUSIVE: generation << 32 | claiming shadow */
     atomic_bool ep_watched;       /* some epoll shadow holds this state (pl_epoll.c) */
     struct pl_epoll *ep;          /* PL_KIND_EPOLL: the shadow registrations */
 

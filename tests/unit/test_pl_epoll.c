@@ -324,6 +324,36 @@ static void timeout_expires(void **unused)
     tracked_close(&t);
 }
 
+/* EPOLLEXCLUSIVE: two epoll sets wait on one fd; a growth of its held bytes
+ * is reported by one of them only, which keeps reporting it (level) until
+ * the bytes are taken; the next growth may go to either. */
+static void exclusive_reports_once(void **unused)
+{
+    (void)unused;
+    tracked t;
+    tracked_open(&t);
+    int a = ep_new(), b = ep_new();
+    ep_add(a, EPOLL_CTL_ADD, t.fd, EPOLLIN | EPOLLEXCLUSIVE, 1);
+    ep_add(b, EPOLL_CTL_ADD, t.fd, EPOLLIN | EPOLLEXCLUSIVE, 2);
+    struct epoll_event evs[4];
+    hold(&t, 100);
+    int na = ep_wait(a, evs, 4, 0);
+    int nb = ep_wait(b, evs, 4, 0);
+    assert_int_equal(na + nb, 1);
+    int winner = na ? a : b, loser = na ? b : a;
+    assert_int_equal(ep_wait(winner, evs, 4, 0), 1); /* level, for the winner */
+    assert_int_equal(ep_wait(loser, evs, 4, 0), 0);
+    hold(&t, 0);
+    assert_int_equal(ep_wait(winner, evs, 4, 0), 0);
+    hold(&t, 50); /* a new growth: one of them again */
+    na = ep_wait(a, evs, 4, 0);
+    nb = ep_wait(b, evs, 4, 0);
+    assert_int_equal(na + nb, 1);
+    ep_close(a);
+    ep_close(b);
+    tracked_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +367,7 @@ int main(void)
         cmocka_unit_test(wakes_sleeping_thread),
         cmocka_unit_test(nested_epoll),
         cmocka_unit_test(timeout_expires),
+        cmocka_unit_test(exclusive_reports_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
