@@ -3,8 +3,13 @@
 
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -111,8 +116,80 @@ static int scan_tcp_file(const char *path, int (*fn)(void *, const pol_tcp_liste
     return stop;
 }
 
+/* Listening TCP sockets of one family through NETLINK_SOCK_DIAG: the
+ * kernel returns only sockets in LISTEN state, so the cost does not grow
+ * with the number of established connections (/proc/net/tcp lists every
+ * socket: a process with 1000 connections parsed 1000 lines per connect).
+ * Returns 1 if fn stopped the walk, 0 at the end, -1 on any netlink error
+ * (the caller then falls back to /proc). */
+static int diag_tcp_listeners(int family, int (*fn)(void *, const pol_tcp_listener *),
+                              void *ctx)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -1;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } q;
+    memset(&q, 0, sizeof(q));
+    q.nlh.nlmsg_len = sizeof(q);
+    q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    q.req.sdiag_family = (unsigned char)family;
+    q.req.sdiag_protocol = IPPROTO_TCP;
+    q.req.idiag_states = 1u << TCP_LISTEN;
+    struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+    int rc = -1;
+    if (sendto(fd, &q, sizeof(q), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0)
+        goto out;
+    /* long: netlink messages are aligned to 4 bytes (NLMSG_ALIGN). */
+    long buf[2048];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            goto out;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+             h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE) {
+                rc = 0;
+                goto out;
+            }
+            if (h->nlmsg_type == NLMSG_ERROR ||
+                h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+                goto out;
+            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            pol_tcp_listener l;
+            memset(&l, 0, sizeof(l));
+            l.family = m->idiag_family;
+            l.port = ntohs(m->id.idiag_sport);
+            l.inode = (ino_t)m->idiag_inode;
+            memcpy(l.addr, m->id.idiag_src, family == AF_INET ? 4 : 16);
+            if (fn(ctx, &l)) {
+                rc = 1;
+                goto out;
+            }
+        }
+    }
+out:
+    close(fd);
+    return rc;
+}
+
 int pol_tcp_listeners(int (*fn)(void *ctx, const pol_tcp_listener *l), void *ctx)
 {
+    int d4 = diag_tcp_listeners(AF_INET, fn, ctx);
+    if (d4 == 1)
+        return 0;
+    if (d4 == 0) {
+        int d6 = diag_tcp_listeners(AF_INET6, fn, ctx);
+        if (d6 >= 0)
+            return 0;
+        /* No IPv6 in this kernel, or netlink refused it: /proc instead
+         * (a listener seen twice is harmless to every caller). */
+        (void)scan_tcp_file("/proc/net/tcp6", fn, ctx);
+        return 0;
+    }
     int r4 = scan_tcp_file("/proc/net/tcp", fn, ctx);
 
     if (r4 == 1)
