@@ -324,6 +324,21 @@ static void pl_dry_account(pl_state *st, const struct iovec *iov, int iovcnt, ss
     }
 }
 
+void pl_dry_note(pl_state *st, ssize_t r)
+{
+    if (r <= 0)
+        return;
+    int saved = errno;
+    pol_decision d;
+    pl_dry_decide(st, (size_t)r, &d);
+    const char *site = pl_dry_site((size_t)r);
+    const char *peer = pl_dry_peer(st);
+    pthread_mutex_lock(&pl_dry.lock);
+    pl_dry_record(d.rule, site, st->channel, peer, (uint64_t)r, d.action == POL_ACT_PROXY);
+    pthread_mutex_unlock(&pl_dry.lock);
+    errno = saved;
+}
+
 ssize_t pl_dry_send(pl_state *st, pl_io *io, const void *buf, size_t n)
 {
     pthread_mutex_lock(&st->out_lock);

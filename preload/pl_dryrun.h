@@ -14,6 +14,11 @@
 ssize_t pl_dry_send(pl_state *st, pl_io *io, const void *buf, size_t n);
 ssize_t pl_dry_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcnt);
 
+/* A send the kernel made from a file or pipe without a buffer we can see
+ * (sendfile, splice, copy_file_range into an observed fd): r bytes, one
+ * send, as the real engine would proxy that call. */
+void pl_dry_note(pl_state *st, ssize_t r);
+
 /* A state that only observes: plain both ways, channel set. */
 pl_state *pl_dry_state(int kind, int channel);
 

@@ -117,3 +117,29 @@ rc=0
 ((rc == 2)) || fail "a broken policy: exit $rc, expected 2 ($(cat bad.err))"
 [[ ! -e ran.marker ]] || fail "the command ran despite a broken policy"
 log "ok exit status passed on; broken policy refused with 2"
+
+# sendfile: counted as the engine would send it. A program sendfile()s a
+# 12 MiB file into a pipe in 4 MiB requests; the kernel moves a pipe's
+# capacity per call and the program calls again, but the engine would take
+# each 4 MiB region whole (one token each): 3 sends, all proxied.
+cat >sf.c <<'CEOF'
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int fd = open(argv[1], O_RDONLY);
+    off_t off = 0;
+    while (argc > 1 && sendfile(1, fd, &off, 4 << 20) > 0)
+        ;
+    return 0;
+}
+CEOF
+cc -O2 -Wall -Wextra -Werror -o sf sf.c
+payload sf.in 12M
+"$PSI_BIN" dry-run --threshold 1MiB --json sf.json -- sh -c "./sf sf.in | sha256sum > sf.sum" 2>sf.err ||
+    fail "sendfile dry run failed: $(tail -3 sf.err)"
+[[ $(cut -c1-64 sf.sum) == "$(sha sf.in)" ]] || fail "sendfile dry run: the bytes changed"
+read -r sends proxied < <("$PY" -c 'import json,sys; t=json.load(open(sys.argv[1]))["totals"]; print(t["sends"], t["proxied_sends"])' sf.json)
+((sends == 3 && proxied == 3)) || fail "sendfile dry run: $sends sends, $proxied proxied (expected 3 and 3)"
+log "ok sendfile in a dry run: 3 regions of 4 MiB, counted once each"
