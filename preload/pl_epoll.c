@@ -536,37 +536,62 @@ static int pl_ep_wait_shadowed(pl_state *st, int epfd, struct epoll_event *ev, i
     }
 }
 
-int pl_epoll_wait(int epfd, struct epoll_event *ev, int maxevents, int how,
-                  const struct timespec *ts, const sigset_t *mask)
+/* The shadow of an epoll fd with our eventfd in its real set, or NULL. */
+static pl_state *pl_ep_shadowing(int epfd)
 {
-    pl_state *st = maxevents > 0 ? pl_state_get(epfd) : NULL;
+    pl_state *st = pl_fd_get(epfd);
+    if (!st || st->kind != PL_KIND_EPOLL || !st->ep ||
+        !atomic_load_explicit(&st->ep->efd_on, memory_order_acquire))
+        return NULL;
+    return st;
+}
+
+/* A reference to epfd's shadow for a wait that uses it. */
+static pl_state *pl_ep_hold(int epfd)
+{
+    pl_state *st = pl_state_get(epfd);
     if (st && (st->kind != PL_KIND_EPOLL || !st->ep)) {
         pl_state_put(st);
         st = NULL;
     }
-    int k;
-    if (st && atomic_load_explicit(&st->ep->efd_on, memory_order_acquire)) {
-        k = pl_ep_wait_shadowed(st, epfd, ev, maxevents, how, ts, mask);
-    } else {
-        /* Nothing of ours is registered: the real call, untouched. A first
-         * tracked member added meanwhile may have put our eventfd in. */
-        k = pl_ep_real(epfd, ev, maxevents, how, ts, mask);
-        if (k > 0 && st && atomic_load_explicit(&st->ep->efd_on, memory_order_acquire)) {
-            int saved = errno;
-            k = pl_ep_filter(st->ep, ev, k);
-            k = pl_ep_merge(st->ep, ev, k, maxevents);
-            errno = saved;
-            /* Only our wakeup: not a timeout, wait again (the timeout starts
-             * over in this one race, a bounded overrun). */
-            if (k == 0)
-                k = pl_ep_wait_shadowed(st, epfd, ev, maxevents, how, ts, mask);
-        }
-    }
-    if (st) {
+    return st;
+}
+
+int pl_epoll_wait(int epfd, struct epoll_event *ev, int maxevents, int how,
+                  const struct timespec *ts, const sigset_t *mask)
+{
+    /* Nothing of ours is registered (the common case, every event loop's
+     * epoll fd is tracked): one lookup and one load, then the real call,
+     * untouched, with no reference taken. */
+    if (maxevents <= 0 || !pl_ep_shadowing(epfd)) {
+        int k = pl_ep_real(epfd, ev, maxevents, how, ts, mask);
+        /* A first tracked member added meanwhile may have put our eventfd
+         * in: then its event must be filtered out and ours merged in. */
+        if (k <= 0 || !pl_ep_shadowing(epfd))
+            return k;
+        pl_state *st = pl_ep_hold(epfd);
+        if (!st)
+            return k;
         int saved = errno;
+        k = pl_ep_filter(st->ep, ev, k);
+        k = pl_ep_merge(st->ep, ev, k, maxevents);
+        errno = saved;
+        /* Only our wakeup: not a timeout, wait again (the timeout starts
+         * over in this one race, a bounded overrun). */
+        if (k == 0)
+            k = pl_ep_wait_shadowed(st, epfd, ev, maxevents, how, ts, mask);
+        saved = errno;
         pl_state_put(st);
         errno = saved;
+        return k;
     }
+    pl_state *st = pl_ep_hold(epfd);
+    if (!st) /* closed or reused meanwhile: the real call reports it */
+        return pl_ep_real(epfd, ev, maxevents, how, ts, mask);
+    int k = pl_ep_wait_shadowed(st, epfd, ev, maxevents, how, ts, mask);
+    int saved = errno;
+    pl_state_put(st);
+    errno = saved;
     return k;
 }
 
