@@ -125,6 +125,8 @@ PL_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *co
         va_end(ap_);                                           \
     } while (0)
 
+/* argv from the list; envp_out, if not NULL, takes the argument after the
+ * list's NULL (execle only: the others pass nothing there to read). */
 #define PL_FILL_ARGS(arg, argv, n, envp_out)                   \
     do {                                                       \
         va_list ap_;                                           \
@@ -132,7 +134,9 @@ PL_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *co
         argv[0] = (char *)arg;                                 \
         for (size_t i_ = 1; i_ <= n; i_++)                     \
             argv[i_] = va_arg(ap_, char *);                    \
-        envp_out = va_arg(ap_, char **);                       \
+        char ***out_ = (envp_out);                             \
+        if (out_)                                              \
+            *out_ = va_arg(ap_, char **);                      \
         va_end(ap_);                                           \
     } while (0)
 
@@ -141,9 +145,7 @@ PL_EXPORT int execl(const char *path, const char *arg, ...)
     size_t n;
     PL_COUNT_ARGS(arg, n);
     char *argv[n + 1];
-    char **unused;
-    PL_FILL_ARGS(arg, argv, n, unused);
-    (void)unused;
+    PL_FILL_ARGS(arg, argv, n, (char ***)NULL);
     return execv(path, argv);
 }
 
@@ -152,9 +154,7 @@ PL_EXPORT int execlp(const char *file, const char *arg, ...)
     size_t n;
     PL_COUNT_ARGS(arg, n);
     char *argv[n + 1];
-    char **unused;
-    PL_FILL_ARGS(arg, argv, n, unused);
-    (void)unused;
+    PL_FILL_ARGS(arg, argv, n, (char ***)NULL);
     return execvp(file, argv);
 }
 
@@ -163,8 +163,8 @@ PL_EXPORT int execle(const char *path, const char *arg, ...)
     size_t n;
     PL_COUNT_ARGS(arg, n);
     char *argv[n + 1];
-    char **envp;
-    PL_FILL_ARGS(arg, argv, n, envp);
+    char **envp = NULL;
+    PL_FILL_ARGS(arg, argv, n, &envp);
     return execve(path, argv, envp);
 }
 
