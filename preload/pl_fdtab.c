@@ -178,6 +178,29 @@ void pl_fd_detach(int fd)
         pl_state_put(old);
 }
 
+bool pl_fdtab_each(bool (*fn)(int fd, pl_state *st, void *ctx), void *ctx)
+{
+    for (unsigned ci = 0; ci < PL_FD_CHUNKS; ci++) {
+        _Atomic(pl_state *) *chunk = atomic_load(&pl_fdtab[ci]);
+        if (!chunk)
+            continue;
+        for (unsigned i = 0; i < PL_FD_CHUNK; i++) {
+            pl_state *st = atomic_load(&chunk[i]);
+            if (st && fn((int)(ci * PL_FD_CHUNK + i), st, ctx))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool pl_reinit_fn(int fd, pl_state *st, void *ctx)
+{
+    (void)fd;
+    (void)ctx;
+    pl_state_init_locks(st);
+    return false;
+}
+
 void pl_fdtab_atfork_child(void)
 {
     /* Another thread may have held a state lock at fork; the child has only
@@ -185,27 +208,20 @@ void pl_fdtab_atfork_child(void)
      * itself is whatever the parent's memory held at that instant. */
     pthread_mutex_init(&pl_tab_lock, NULL);
     pl_fdtab_set_owner();
-    for (unsigned ci = 0; ci < PL_FD_CHUNKS; ci++) {
-        _Atomic(pl_state *) *chunk = atomic_load(&pl_fdtab[ci]);
-        if (!chunk)
-            continue;
-        for (unsigned i = 0; i < PL_FD_CHUNK; i++) {
-            pl_state *st = atomic_load(&chunk[i]);
-            if (st)
-                pl_state_init_locks(st);
-        }
-    }
+    pl_fdtab_each(pl_reinit_fn, NULL);
+}
+
+static bool pl_count_fn(int fd, pl_state *st, void *ctx)
+{
+    (void)fd;
+    (void)st;
+    (*(size_t *)ctx)++;
+    return false;
 }
 
 size_t pl_fdtab_count(void)
 {
     size_t n = 0;
-    for (unsigned ci = 0; ci < PL_FD_CHUNKS; ci++) {
-        _Atomic(pl_state *) *chunk = atomic_load(&pl_fdtab[ci]);
-        if (!chunk)
-            continue;
-        for (unsigned i = 0; i < PL_FD_CHUNK; i++)
-            n += atomic_load(&chunk[i]) != NULL;
-    }
+    pl_fdtab_each(pl_count_fn, &n);
     return n;
 }

@@ -50,22 +50,6 @@ static bool pl_obj_at(const pl_state *st, int fd)
     return fl >= 0 && (fl & O_ACCMODE) == st->key_acc;
 }
 
-/* Calls fn(fd, st, ctx) for every tracked fd in increasing order; stops
- * early when fn returns true. */
-static bool pl_tab_each(bool (*fn)(int fd, pl_state *st, void *ctx), void *ctx)
-{
-    for (unsigned ci = 0; ci < PL_FD_CHUNKS; ci++) {
-        _Atomic(pl_state *) *chunk = atomic_load(&pl_fdtab[ci]);
-        if (!chunk)
-            continue;
-        for (unsigned i = 0; i < PL_FD_CHUNK; i++) {
-            pl_state *st = atomic_load(&chunk[i]);
-            if (st && fn((int)(ci * PL_FD_CHUNK + i), st, ctx))
-                return true;
-        }
-    }
-    return false;
-}
 
 typedef struct pl_probe {
     const pl_state *st;
@@ -93,7 +77,7 @@ static bool pl_survives(const pl_state *st)
         if (pl_obj_at(st, fd))
             return true;
     pl_probe p = {.st = st};
-    return pl_tab_each(pl_alive_fn, &p);
+    return pl_fdtab_each(pl_alive_fn, &p);
 }
 
 static int pl_put(int fd, const void *buf, size_t n)
@@ -201,7 +185,7 @@ static bool pl_export_fn(int fd, pl_state *st, void *ctx)
     if (fd == x->mfd || !pl_handoff_kind(st) || !st->key_ino)
         return false;
     pl_probe p = {.st = st, .below = fd};
-    if (pl_tab_each(pl_seen_fn, &p)) /* written at its lowest fd already */
+    if (pl_fdtab_each(pl_seen_fn, &p)) /* written at its lowest fd already */
         return false;
     if (!x->all && !pl_survives(st))
         return false;
@@ -228,7 +212,7 @@ int pl_handoff_export(bool all_states)
     if (pl_put(mfd, PL_HANDOFF_MAGIC, strlen(PL_HANDOFF_MAGIC)) != 0)
         x.rc = -1;
     else
-        pl_tab_each(pl_export_fn, &x);
+        pl_fdtab_each(pl_export_fn, &x);
     if (x.rc == 0 && x.written > 0 && pl_put(mfd, "E\n", 2) == 0) {
         errno = saved;
         return mfd;

@@ -221,6 +221,18 @@ static void pl_became_framed(pl_state *st, int fd)
     psi_log(PSI_LOG_DEBUG, "fd %d: peer sent HELLO; inbound is framed", fd);
 }
 
+/* Bytes gathered as a possible HELLO were plain after all: the stream is
+ * plain, and they go to the application as they are. */
+static ssize_t pl_detect_plain(pl_state *st)
+{
+    pl_became_plain(st);
+    if (pl_hold_copy(st, st->detect, st->detect_len) != 0)
+        return pl_fail(st, ENOMEM);
+    st->detect_len = 0;
+    pl_ready_update(st);
+    return PL_CONTINUE;
+}
+
 /* First bytes of an inbound direction we must check for HELLO. */
 static ssize_t pl_recv_detect(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
@@ -249,16 +261,8 @@ static ssize_t pl_recv_detect(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
         ssize_t r = pl_kread(io, &v, 1, MSG_WAITALL);
         if (r < 0)
             return r;
-        if (r == 0) {
-            /* The stream ended inside what looked like HELLO: those bytes
-             * were plain after all. */
-            pl_became_plain(st);
-            if (pl_hold_copy(st, st->detect, st->detect_len) != 0)
-                return pl_fail(st, ENOMEM);
-            st->detect_len = 0;
-            pl_ready_update(st);
-            return PL_CONTINUE;
-        }
+        if (r == 0) /* the stream ended inside what looked like HELLO */
+            return pl_detect_plain(st);
         st->detect_len += (size_t)r;
     }
     int d = pl_detect(st->detect, st->detect_len);
@@ -270,12 +274,7 @@ static ssize_t pl_recv_detect(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
     if (d == PL_DETECT_HELLO) {
         pl_became_framed(st, io->fd);
     } else if (d == PL_DETECT_PLAIN) {
-        /* It started like HELLO but is not: hand the bytes over as they are. */
-        pl_became_plain(st);
-        if (pl_hold_copy(st, st->detect, st->detect_len) != 0)
-            return pl_fail(st, ENOMEM);
-        st->detect_len = 0;
-        pl_ready_update(st);
+        return pl_detect_plain(st); /* it started like HELLO but is not */
     }
     return PL_CONTINUE;
 }

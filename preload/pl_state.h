@@ -147,6 +147,10 @@ void pl_fdtab_set_owner(void);
  * clone): the table is the parent's, and must not change. */
 bool pl_fdtab_shared_child(void);
 
+/* Calls fn for every tracked fd in increasing order; stops early and
+ * returns true when fn does. Slow path only (fork, exec, tests). */
+bool pl_fdtab_each(bool (*fn)(int fd, pl_state *st, void *ctx), void *ctx);
+
 /* Number of fds currently tracked (tests, stats). */
 size_t pl_fdtab_count(void);
 
