@@ -19,6 +19,14 @@ ssize_t pl_dry_sendv(pl_state *st, pl_io *io, const struct iovec *iov, int iovcn
  * send, as the real engine would proxy that call. */
 void pl_dry_note(pl_state *st, ssize_t r);
 
+/* The real call's result r on out_fd, recorded with pl_dry_note (splice). */
+ssize_t pl_dry_noted(int out_fd, ssize_t r);
+
+/* sendfile into an observed fd: the real call, recorded once per file
+ * region as the engine would send it, however many calls move it. */
+ssize_t pl_dry_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
+                        ssize_t (*real)(int, int, off_t *, size_t));
+
 /* A state that only observes: plain both ways, channel set. */
 pl_state *pl_dry_state(int kind, int channel);
 

@@ -8,9 +8,6 @@
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
-#include <sys/stat.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <unistd.h>
 
 #include "pl_bulk.h"
@@ -39,69 +36,6 @@ static bool pl_in_engaged(int fd)
 }
 
 /* ---- sendfile ---- */
-
-/* Dry run: the real call, then the record (observed fds are plain both
- * ways, so the engine never sees these bytes). */
-static ssize_t pl_dry_noted(int out_fd, ssize_t r)
-{
-    pl_state *st = r > 0 ? pl_state_get(out_fd) : NULL;
-    if (st) {
-        pl_dry_note(st, r);
-        pl_state_put(st);
-    }
-    return r;
-}
-
-/* Dry run of sendfile, counted as the engine would send it: the engine
- * takes a whole file region in one call (one token if large), while the
- * real call here may move less (a pipe's capacity) and be called again for
- * the rest. So the region is recorded once, at its first call, and later
- * calls that continue it (same out and in fd, next offset) are not. */
-static struct {
-    pthread_mutex_t lock;
-    struct {
-        int out_fd, in_fd;
-        off_t next;
-        size_t left;
-    } pend[64];
-} pl_dry_sf = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static ssize_t pl_dry_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
-                               ssize_t (*real)(int, int, off_t *, size_t))
-{
-    off_t start = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
-    struct stat sb;
-    size_t region = count;
-    if (start >= 0 && fstat(in_fd, &sb) == 0 && S_ISREG(sb.st_mode))
-        region = sb.st_size > start ? (size_t)(sb.st_size - start) : 0;
-    if (region > count)
-        region = count;
-    ssize_t r = real(out_fd, in_fd, offset, count);
-    if (r <= 0)
-        return r;
-    int saved = errno;
-    size_t logical = 0;
-    unsigned slot = (unsigned)out_fd % 64;
-    pthread_mutex_lock(&pl_dry_sf.lock);
-    bool cont = pl_dry_sf.pend[slot].left > 0 && pl_dry_sf.pend[slot].out_fd == out_fd &&
-                pl_dry_sf.pend[slot].in_fd == in_fd && pl_dry_sf.pend[slot].next == start;
-    if (cont) {
-        size_t took = (size_t)r < pl_dry_sf.pend[slot].left ? (size_t)r : pl_dry_sf.pend[slot].left;
-        pl_dry_sf.pend[slot].left -= took;
-        pl_dry_sf.pend[slot].next += (off_t)took;
-    } else {
-        logical = region > (size_t)r ? region : (size_t)r;
-        pl_dry_sf.pend[slot].out_fd = out_fd;
-        pl_dry_sf.pend[slot].in_fd = in_fd;
-        pl_dry_sf.pend[slot].next = start + r;
-        pl_dry_sf.pend[slot].left = logical - (size_t)r;
-    }
-    pthread_mutex_unlock(&pl_dry_sf.lock);
-    if (!cont)
-        pl_dry_noted(out_fd, (ssize_t)logical);
-    errno = saved;
-    return r;
-}
 
 PL_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
