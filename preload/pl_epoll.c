@@ -426,6 +426,11 @@ static bool pl_ep_claim(pl_state *st, unsigned gen, const pl_epoll *ep)
 /* Adds held-ready registrations to the kernel's k events. */
 static int pl_ep_merge(pl_epoll *ep, struct epoll_event *ev, int k, int max)
 {
+    /* No kernel event to match oneshots against and no member marked hot:
+     * nothing to add, and no lock to take (the common idle wake-up). */
+    if (k == 0 && !atomic_load_explicit(&ep->hot, memory_order_seq_cst) &&
+        !atomic_load_explicit(&ep->n_nested, memory_order_relaxed))
+        return 0;
     pthread_mutex_lock(&ep->lock);
     int kernel = k;
     /* The kernel disarmed its oneshot registrations it just reported. */
@@ -498,7 +503,9 @@ static int pl_ep_wait_shadowed(pl_state *st, int epfd, struct epoll_event *ev, i
 {
     pl_epoll *ep = st->ep;
     struct timespec deadline = {0, 0};
-    if (ts) {
+    /* A zero timeout is a poll: one round, no clock. */
+    bool poll_only = ts && ts->tv_sec == 0 && ts->tv_nsec == 0;
+    if (ts && !poll_only) {
         deadline = pl_ep_now();
         deadline.tv_sec += ts->tv_sec;
         deadline.tv_nsec += ts->tv_nsec;
@@ -525,7 +532,7 @@ static int pl_ep_wait_shadowed(pl_state *st, int epfd, struct epoll_event *ev, i
         int saved = errno;
         k = pl_ep_merge(ep, ev, k, max);
         errno = saved;
-        if (k > 0)
+        if (k > 0 || poll_only)
             return k;
         if (ts) {
             struct timespec l = pl_ep_left(deadline);
