@@ -15,6 +15,7 @@
 #include "pl_real.h"
 #include "psi_log.h"
 #include "psi_registry.h"
+#include "psi_store.h"
 
 void pl_random(void *buf, size_t n)
 {
@@ -84,8 +85,11 @@ static void pl_note_dest(pl_state *st, const struct sockaddr *sa, socklen_t len)
 
 int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
 {
-    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || !sa || len < sizeof(sa_family_t) ||
-        !pl_stream_family(sa->sa_family) || !pl_is_stream_socket(fd))
+    /* A store connector's own connections (Redis, a ZeroMQ object server)
+     * are never framed: they carry the store's protocol, not the app's. */
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_internal || !sa ||
+        len < sizeof(sa_family_t) || !pl_stream_family(sa->sa_family) ||
+        !pl_is_stream_socket(fd))
         return 0;
     int saved = errno;
     int how = psi_peers_match(&pl_g.cfg, sa, len)      ? PL_OFFER_LISTED
@@ -161,7 +165,8 @@ void pl_on_accepted(int listener, int fd)
 
 void pl_on_listen(int fd)
 {
-    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || !pl_is_stream_socket(fd))
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_internal ||
+        !pl_is_stream_socket(fd))
         return;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);

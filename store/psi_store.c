@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -144,6 +145,72 @@ int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts 
 
 /* ---- resolve -------------------------------------------------------------- */
 
+_Thread_local int psi_store_internal;
+
+int psi_store_transient(int code)
+{
+    switch (code) {
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENOTCONN:
+    case EPIPE:
+    case EAGAIN:
+    case EBUSY: /* a server loading its data set (Redis LOADING) */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* PSI_STORE_RETRIES and PSI_STORE_BACKOFF_MS, read once. Values out of
+ * range keep the default (a resolve must stay bounded). */
+static int retry_count = 6, retry_backoff_ms = 20;
+static pthread_once_t retry_once = PTHREAD_ONCE_INIT;
+
+static void retry_init(void)
+{
+    const char *v = getenv("PSI_STORE_RETRIES");
+    char *end;
+    long n;
+
+    if (v && *v && (n = strtol(v, &end, 10)) >= 0 && n <= 20 && !*end)
+        retry_count = (int)n;
+    v = getenv("PSI_STORE_BACKOFF_MS");
+    if (v && *v && (n = strtol(v, &end, 10)) >= 1 && n <= 1000 && !*end)
+        retry_backoff_ms = (int)n;
+}
+
+/* get, retried with backoff while the failure is one that may pass. */
+static int get_retried(psi_store *s, const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    pthread_once(&retry_once, retry_init);
+    long wait_ms = retry_backoff_ms;
+    for (int attempt = 0;; attempt++) {
+        if (s->ops->get(s, tok, obj, err) == 0)
+            return 0;
+        if (attempt >= retry_count || !psi_store_transient(err->code))
+            break;
+        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        wait_ms = wait_ms * 2 > 1000 ? 1000 : wait_ms * 2;
+    }
+    if (retry_count > 0 && psi_store_transient(err->code)) {
+        /* Appended in place; a message already near the limit loses the
+         * suffix rather than its own end. */
+        size_t used = strnlen(err->msg, sizeof err->msg);
+        char suffix[32];
+        int n = snprintf(suffix, sizeof suffix, " (after %d retries)", retry_count);
+        if (n > 0 && used + (size_t)n < sizeof err->msg)
+            memcpy(err->msg + used, suffix, (size_t)n + 1);
+    }
+    return -1;
+}
+
 /* One default store per connector id, opened on first use by a token that
  * names a connector other than the local one. Published with a
  * compare-and-swap rather than under a mutex: no lock is held across fork()
@@ -218,7 +285,10 @@ int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_
     psi_store *s = resolve_store(local, tok->connector, err);
     if (!s)
         return -1;
-    if (s->ops->get(s, tok, obj, err) < 0) {
+    psi_err local_err;
+    if (!err)
+        err = &local_err;
+    if (get_retried(s, tok, obj, err) < 0) {
         set_eio(err); /* whatever the cause, the reader sees EIO (§4) */
         return -1;
     }
@@ -243,5 +313,9 @@ void psi_obj_release(psi_obj *o)
     if (o->map_base)
         munmap(o->map_base, o->map_len);
     free(o->heap);
+    void (*done)(void *) = o->done;
+    void *ctx = o->done_ctx;
     memset(o, 0, sizeof *o);
+    if (done)
+        done(ctx);
 }

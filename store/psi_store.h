@@ -37,6 +37,11 @@ typedef struct psi_obj {
     void *map_base; /* munmap(map_base, map_len) on release, if not NULL */
     size_t map_len;
     void *heap;     /* free(heap) on release, if not NULL */
+    /* Called by psi_obj_release, if not NULL, after the unmap and free: a
+     * connector whose memory is reused (the shm pool) drops the reader's
+     * hold here, once the application has taken every byte. */
+    void (*done)(void *ctx);
+    void *done_ctx;
 } psi_obj;
 
 void psi_obj_release(psi_obj *o);
@@ -47,6 +52,20 @@ typedef struct psi_gc_report {
     uint64_t bytes_freed;
     uint64_t unknown_seen; /* names matching no store pattern: never removed */
 } psi_gc_report;
+
+/* One object, as `psi store ls` shows it. Unknown numbers are -1. */
+typedef struct psi_obj_info {
+    char key[PSI_TOKEN_KEY_MAX + 1];
+    uint64_t size;
+    int64_t age;      /* seconds since the put */
+    int64_t refs;     /* token references not yet resolved */
+    int64_t expires;  /* seconds until the TTL removes it */
+    int lifetime;     /* psi_lifetime, -1 unknown */
+    char where[96];   /* connector-specific: server, segment, owner pid */
+} psi_obj_info;
+
+/* Called once per object by ops->ls; a non-zero return stops the walk. */
+typedef int (*psi_ls_fn)(const psi_obj_info *o, void *arg);
 
 typedef struct psi_store_ops {
     const char *scheme; /* "file" */
@@ -63,7 +82,12 @@ typedef struct psi_store_ops {
     int (*release)(psi_store *s, const psi_token *tok, psi_err *err);
     int (*exists)(psi_store *s, const psi_token *tok);
     int (*gc)(psi_store *s, psi_gc_report *r, psi_err *err);
+    /* Lists the objects this connector holds (NULL: cannot list). */
+    int (*ls)(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err);
     void (*close)(psi_store *s);
+    /* In a fork child: let go of the handle without talking to any server
+     * or touching state the parent still uses (NULL: close is fork-safe). */
+    void (*forget)(psi_store *s);
 } psi_store_ops;
 
 struct psi_store {
@@ -93,6 +117,19 @@ int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_
 
 /* xxh3-128 of a buffer, in the token's representation. */
 psi_hash128 psi_hash_buf(const void *buf, size_t len);
+
+/* Non-zero while this thread runs connector code: the preload hooks pass
+ * the connector's own I/O (hiredis, libzmq sockets) straight through and
+ * never offer framing on its connections (DESIGN §5). */
+extern _Thread_local int psi_store_internal;
+#define PSI_STORE_ENTER() (psi_store_internal++)
+#define PSI_STORE_LEAVE() (psi_store_internal--)
+
+/* Bounded retries of a get that failed for a reason that may pass (server
+ * restarting, connection reset): PSI_STORE_RETRIES attempts after the first
+ * (default 6), waiting PSI_STORE_BACKOFF_MS (default 20) doubled each time,
+ * capped at 1 s. */
+int psi_store_transient(int code);
 
 /* Connectors known to this build, for `psi gc` and lookup by id/scheme. */
 const psi_store_ops *psi_store_ops_by_id(uint8_t id);

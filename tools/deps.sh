@@ -29,6 +29,12 @@ program  iperf3        iperf3
 program  valgrind      valgrind
 program  rsync         rsync
 program  nginx         nginx-light
+header   hiredis/hiredis.h libhiredis-dev
+program  redis-server  redis-server
+program  redis-cli     redis-tools
+header   zmq.h         libzmq3-dev
+header   mpich/mpi.h   libmpich-dev
+program  mpiexec.hydra mpich
 "
 
 # Prints nothing and succeeds if the requirement is met.
