@@ -9,6 +9,7 @@
 #include "pl_caller.h"
 #include "pl_dryrun.h"
 #include "pl_engine.h"
+#include "pl_store.h"
 #include "pl_handoff.h"
 #include "pl_epoll.h"
 #include "pl_real.h"
@@ -70,6 +71,7 @@ static void pl_stats_reset(void)
 static void pl_atfork_child(void)
 {
     pl_fdtab_atfork_child();
+    pl_store_atfork_child();
     pl_stats_reset();
     if (pl_g.dryrun)
         pl_dry_atfork_child();

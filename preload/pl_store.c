@@ -76,3 +76,16 @@ int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
     psi_store *s = pl_store_get(0, &ignored);
     return psi_store_resolve(s, tok, obj, err);
 }
+
+void pl_store_atfork_child(void)
+{
+    /* The parent may have held the lock at fork: the child is single
+     * threaded now, so a fresh lock is safe. */
+    pthread_mutex_init(&pl_store_lock, NULL);
+    for (int i = 0; i < PL_STORE_SLOTS; i++) {
+        psi_store_forget(pl_store_handle[i]);
+        pl_store_handle[i] = NULL;
+        pl_store_failed_at[i] = 0;
+    }
+    psi_store_atfork_child();
+}

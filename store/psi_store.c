@@ -24,6 +24,7 @@
 /* Connectors compiled into this build, by id. */
 static const psi_store_ops *const store_ops[] = {
     &psi_store_file_ops,
+    &psi_store_shm_ops,
 };
 
 /* Every connector the protocol knows, indexed by psi_conn_id, so a URL or a
@@ -274,6 +275,23 @@ static int check_payload(const psi_token *tok, const psi_obj *obj, psi_err *err)
         return psi_fail(err, EIO, "object %.*s: payload checksum mismatch (corrupted store "
                         "object)", KEY_ARG(tok));
     return 0;
+}
+
+void psi_store_atfork_child(void)
+{
+    for (size_t i = 0; i < N_CONN; i++) {
+        psi_store *s = atomic_exchange(&default_stores[i], NULL);
+        if (s)
+            psi_store_forget(s);
+    }
+}
+
+void psi_store_forget(psi_store *s)
+{
+    if (s && s->ops->forget)
+        s->ops->forget(s);
+    else if (s)
+        s->ops->close(s);
 }
 
 int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err)

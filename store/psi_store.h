@@ -135,6 +135,12 @@ int psi_store_transient(int code);
 const psi_store_ops *psi_store_ops_by_id(uint8_t id);
 const psi_store_ops *psi_store_ops_by_scheme(const char *scheme, size_t len);
 
+/* In a fork child: lets go of a handle (ops->forget, else close). */
+void psi_store_forget(psi_store *s);
+/* In a fork child: forgets the per-connector default stores of resolve. */
+void psi_store_atfork_child(void);
+
 extern const psi_store_ops psi_store_file_ops;
+extern const psi_store_ops psi_store_shm_ops;
 
 #endif

@@ -1,0 +1,26 @@
+/* st_shm: the shared-memory pool connector's testable pieces. */
+#ifndef ST_SHM_H
+#define ST_SHM_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "psi_err.h"
+
+#define ST_SHM_NAME_MAX 52 /* s<pid>-<nonce>-<seq>: three groups of <= 16 hex */
+
+/* A segment name: 's', then three '-'-separated groups of 1..16 lowercase
+ * hex digits. Anything else (paths, dots, upper case) is refused. */
+int st_shm_name_valid(const char *name, size_t len);
+
+/* A token key "<segment>.<gen hex>". Returns 0 or -1 (not a shm key). */
+int st_shm_key_parse(const char *key, size_t len, char name[ST_SHM_NAME_MAX + 1],
+                     uint64_t *gen);
+
+/* shm://, shm:///dir, with ?max=SIZE&keep=SIZE. dir "" = the default pool,
+ * max 0 = the default budget, keep UINT64_MAX = the default. */
+int st_shm_parse_url(const char *url, char dir[PATH_MAX], uint64_t *max_bytes,
+                     uint64_t *keep_bytes, psi_err *err);
+
+#endif
