@@ -596,8 +596,9 @@ static int ls_collect(st_file *f, DIR *d, ls_ent **out, size_t *n, psi_err *err)
     *out = NULL;
     *n = 0;
     while ((e = readdir(d))) {
-        enum st_kind k = st_name_parse(e->d_name, strlen(e->d_name), &nm);
-        if ((k != ST_OBJECT && k != ST_REF) ||
+        size_t len = strlen(e->d_name);
+        enum st_kind k = st_name_parse(e->d_name, len, &nm);
+        if ((k != ST_OBJECT && k != ST_REF) || len > ST_NAME_MAX ||
             fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
             !S_ISREG(st.st_mode))
             continue;
@@ -611,7 +612,7 @@ static int ls_collect(st_file *f, DIR *d, ls_ent **out, size_t *n, psi_err *err)
             *out = grown;
         }
         ls_ent *x = &(*out)[(*n)++];
-        snprintf(x->name, sizeof x->name, "%s", e->d_name); /* parse bounded it */
+        memcpy(x->name, e->d_name, len + 1);
         x->is_ref = k == ST_REF;
         x->expiry = nm.expiry;
         x->size = (uint64_t)st.st_size;
@@ -685,7 +686,8 @@ static int st_file_ls(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err)
     closedir(d);
     if (rc < 0)
         return -1;
-    qsort(v, n, sizeof *v, ls_ent_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof *v, ls_ent_cmp);
     for (size_t i = 0, j; i < n; i = j) {
         psi_obj_info o;
         for (j = i + 1; j < n && memcmp(v[j].name, v[i].name, ST_HEX_LEN) == 0; j++)

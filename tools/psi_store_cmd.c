@@ -409,7 +409,7 @@ static int store_run(bool du, int argc, char **argv)
         if (w[i].state == WALK_FAILED)
             rc = CMD_EXIT_FAIL;
     }
-    if (!du && sort_key != SORT_NONE)
+    if (!du && sort_key != SORT_NONE && r.n > 1)
         qsort(r.v, r.n, sizeof *r.v, row_cmp);
     if (du)
         du_print(&set, w, json);
