@@ -32,6 +32,10 @@ static int gc_store(const cmd_store_entry *c)
         printf("store %s: not running\n", label);
         return 0;
     }
+    if (c->state == CMD_STORE_UNAVAILABLE) {
+        printf("store %s: connector not available in this build\n", label);
+        return 0;
+    }
     if (c->state != CMD_STORE_OK) {
         fprintf(stderr, "psi gc: cannot open store %s: %s\n", label, c->msg);
         return -1;

@@ -15,7 +15,7 @@
 enum { SORT_NONE, SORT_SIZE, SORT_AGE };
 
 /* What became of one store's walk. */
-enum walk_state { WALK_OK, WALK_NOT_RUNNING, WALK_NO_LS, WALK_FAILED };
+enum walk_state { WALK_OK, WALK_NOT_RUNNING, WALK_NO_LS, WALK_UNAVAILABLE, WALK_FAILED };
 
 typedef struct walk {
     int state;
@@ -83,6 +83,11 @@ static void walk_store(const cmd_store_entry *c, size_t i, walk *w, rows *r)
     w->oldest = -1;
     if (c->state == CMD_STORE_NOT_RUNNING) {
         w->state = WALK_NOT_RUNNING;
+        snprintf(w->msg, sizeof w->msg, "%s", c->msg);
+        return;
+    }
+    if (c->state == CMD_STORE_UNAVAILABLE) {
+        w->state = WALK_UNAVAILABLE;
         snprintf(w->msg, sizeof w->msg, "%s", c->msg);
         return;
     }
@@ -160,7 +165,7 @@ static void json_num(int64_t v)
 
 static const char *state_name(int state)
 {
-    static const char *const names[] = {"ok", "not running", "no ls", "failed"};
+    static const char *const names[] = {"ok", "not running", "no ls", "unavailable", "failed"};
     return names[state];
 }
 
@@ -182,7 +187,8 @@ static void json_store_head(const cmd_store_entry *c, const walk *w)
     json_str(cmd_store_label(c));
     printf(",\"default\":%s,\"status\":", c->is_default ? "true" : "false");
     json_str(state_name(w->state));
-    if (w->state == WALK_NOT_RUNNING || w->state == WALK_FAILED) {
+    if (w->state == WALK_NOT_RUNNING || w->state == WALK_UNAVAILABLE ||
+        w->state == WALK_FAILED) {
         fputs(",\"message\":", stdout);
         json_str(w->msg);
     }
@@ -219,6 +225,10 @@ static void note(const char *cmd, const cmd_store_entry *c, const walk *w)
         break;
     case WALK_NO_LS:
         printf("%s %s: this connector cannot list its objects\n", c->connector,
+               cmd_store_label(c));
+        break;
+    case WALK_UNAVAILABLE:
+        printf("%s %s: connector not available in this build\n", c->connector,
                cmd_store_label(c));
         break;
     case WALK_FAILED:
@@ -331,9 +341,10 @@ static void du_print(const cmd_store_set *set, const walk *w, bool json)
         char bytes[32], age[32];
         if (x->state != WALK_OK) {
             printf("%-*s  %-*s  %s\n", cw, conn, uw, url,
-                   x->state == WALK_NOT_RUNNING ? "not running"
-                   : x->state == WALK_NO_LS     ? "cannot list its objects"
-                                                : "failed");
+                   x->state == WALK_NOT_RUNNING   ? "not running"
+                   : x->state == WALK_NO_LS       ? "cannot list its objects"
+                   : x->state == WALK_UNAVAILABLE ? "not available in this build"
+                                                  : "failed");
             continue;
         }
         cmd_human_bytes(x->bytes, bytes, sizeof bytes);

@@ -49,10 +49,12 @@ static cmd_store_entry *add(cmd_store_set *set)
     return c;
 }
 
-/* Opens one store: a URL (configured) or, with ops, that connector's
- * default. A failed open is recorded in the entry, not returned. */
-static int open_one(cmd_store_set *set, const char *url, const psi_store_ops *ops)
+/* Opens one store: a URL (named on the command line if `asked`, else
+ * configured) or, with ops, that connector's default. A failed open is
+ * recorded in the entry, not returned. */
+static int open_one(cmd_store_set *set, const char *url, const psi_store_ops *ops, bool asked)
 {
+    const psi_store_ops *url_ops = NULL;
     cmd_store_entry *c = add(set);
     psi_err e = {0};
     int rc;
@@ -64,25 +66,30 @@ static int open_one(cmd_store_set *set, const char *url, const psi_store_ops *op
     c->is_default = ops != NULL;
     if (ops) {
         snprintf(c->url, sizeof c->url, "%s (default)", ops->scheme);
-        c->connector = ops->scheme;
+        snprintf(c->connector, sizeof c->connector, "%s", ops->scheme);
         rc = ops->open(NULL, &c->s, &e);
     } else {
         snprintf(c->url, sizeof c->url, "%s", url);
         const char *sep = strstr(url, "://");
-        const psi_store_ops *o = sep ? psi_store_ops_by_scheme(url, (size_t)(sep - url)) : NULL;
-        c->connector = o ? o->scheme : "?";
+        url_ops = sep ? psi_store_ops_by_scheme(url, (size_t)(sep - url)) : NULL;
+        snprintf(c->connector, sizeof c->connector, "%.*s", sep ? (int)(sep - url) : 1,
+                 sep ? url : "?");
         rc = psi_store_open(url, &c->s, &e);
     }
     if (rc < 0) {
         c->s = NULL;
-        c->state = c->is_default && cmd_store_absent(e.code) ? CMD_STORE_NOT_RUNNING
-                                                             : CMD_STORE_FAILED;
+        if (c->is_default && cmd_store_absent(e.code))
+            c->state = CMD_STORE_NOT_RUNNING;
+        else if (!ops && !url_ops && !asked)
+            c->state = CMD_STORE_UNAVAILABLE;
+        else
+            c->state = CMD_STORE_FAILED;
         snprintf(c->msg, sizeof c->msg, "%s", e.msg);
     } else if (seen(set, c->s->url)) {
         psi_store_close(c->s); /* the same store reached twice */
         return 0;
     } else {
-        c->connector = c->s->ops->scheme;
+        snprintf(c->connector, sizeof c->connector, "%s", c->s->ops->scheme);
     }
     set->n++;
     return 0;
@@ -113,7 +120,7 @@ int cmd_stores_open(const char *cmd, char *const *urls, size_t nurls, const char
             return cmd_usage_error(cmd, "--store: %s", urls[i][0] ? e.msg : "empty URL");
     if (nurls) {
         for (size_t i = 0; i < nurls; i++)
-            if (open_one(set, urls[i], NULL) < 0)
+            if (open_one(set, urls[i], NULL, true) < 0)
                 return CMD_EXIT_FAIL;
         return 0;
     }
@@ -129,14 +136,14 @@ int cmd_stores_open(const char *cmd, char *const *urls, size_t nurls, const char
                                    errors == 1 ? "" : "s");
     }
 
-    if (env && *env && open_one(set, env, NULL) < 0)
+    if (env && *env && open_one(set, env, NULL, false) < 0)
         return CMD_EXIT_FAIL;
     for (size_t i = 0; policy && *policy && i < pol.nconnectors; i++)
-        if (open_one(set, pol.connectors[i].url, NULL) < 0)
+        if (open_one(set, pol.connectors[i].url, NULL, false) < 0)
             return CMD_EXIT_FAIL;
     for (unsigned id = 1; id < 256; id++) {
         const psi_store_ops *ops = psi_store_ops_by_id((uint8_t)id);
-        if (ops && open_one(set, NULL, ops) < 0)
+        if (ops && open_one(set, NULL, ops, false) < 0)
             return CMD_EXIT_FAIL;
     }
     return 0;

@@ -54,12 +54,14 @@ void cmd_human_bytes(uint64_t v, char *buf, size_t cap);
 enum cmd_store_state {
     CMD_STORE_OK,          /* s is open */
     CMD_STORE_NOT_RUNNING, /* a default whose server is absent: no failure */
+    CMD_STORE_UNAVAILABLE, /* configured (PSI_STORE, policy), connector not in
+                              this build: the library sends inline, no failure */
     CMD_STORE_FAILED,      /* msg says why */
 };
 
 typedef struct cmd_store_entry {
     psi_store *s;          /* NULL unless CMD_STORE_OK */
-    const char *connector; /* "file", "redis"; "?" for an unknown scheme */
+    char connector[16];    /* the URL's scheme: "file", "redis" */
     char url[1024];        /* as configured, or "SCHEME (default)" */
     bool is_default;       /* an embedded default, not configured */
     int state;             /* cmd_store_state */
