@@ -564,6 +564,142 @@ static int st_file_gc(psi_store *s, psi_gc_report *r, psi_err *err)
     return 0;
 }
 
+/* ---- ls ------------------------------------------------------------------- */
+
+/* One object or reference name, as ls groups them: by the hash <H> that
+ * both kinds start with, so an object is its <H> name plus its refs. */
+typedef struct ls_ent {
+    char name[ST_NAME_MAX + 1];
+    bool is_ref;
+    uint64_t expiry;  /* is_ref */
+    uint64_t size;
+    time_t mtime;
+} ls_ent;
+
+static int ls_ent_cmp(const void *a, const void *b)
+{
+    const ls_ent *x = a, *y = b;
+    int c = memcmp(x->name, y->name, ST_HEX_LEN);
+    return c ? c : (int)x->is_ref - (int)y->is_ref; /* the <H> name first */
+}
+
+/* Every regular file named <H> or <H>.<E>.<P>.<S>; temp files and foreign
+ * names are not objects. A name that vanishes between readdir and the
+ * stat (a reader released it) is skipped. */
+static int ls_collect(st_file *f, DIR *d, ls_ent **out, size_t *n, psi_err *err)
+{
+    size_t cap = 0;
+    struct dirent *e;
+    struct stat st;
+    st_name nm;
+
+    *out = NULL;
+    *n = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        enum st_kind k = st_name_parse(e->d_name, len, &nm);
+        if ((k != ST_OBJECT && k != ST_REF) || len > ST_NAME_MAX ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ls_ent *grown = realloc(*out, cap * sizeof **out);
+            if (!grown) {
+                free(*out);
+                return psi_fail(err, ENOMEM, "file store %s: ls: out of memory", f->dir);
+            }
+            *out = grown;
+        }
+        ls_ent *x = &(*out)[(*n)++];
+        memcpy(x->name, e->d_name, len + 1);
+        x->is_ref = k == ST_REF;
+        x->expiry = nm.expiry;
+        x->size = (uint64_t)st.st_size;
+        x->mtime = st.st_mtime;
+    }
+    return 0;
+}
+
+/* `where` is the object's path; a directory too long for the field keeps
+ * its tail, which is the part that tells stores apart. */
+static void ls_where(const st_file *f, const char *name, char *out, size_t cap)
+{
+    char path[PATH_MAX];
+
+    st_path(f, path, name, strlen(name));
+    size_t len = strlen(path);
+    if (len < cap)
+        memcpy(out, path, len + 1);
+    else
+        snprintf(out, cap, "...%s", path + len - (cap - 4));
+}
+
+/* One group: refs = reference names (each token not yet resolved holds
+ * one); expires = the earliest reference expiry, or for an object without
+ * references, when gc may take it (ST_GRACE after the put). Lifetimes are
+ * not in the names, so they are unknown. */
+static void ls_fill(const st_file *f, const ls_ent *g, size_t n, time_t now,
+                    psi_obj_info *o)
+{
+    time_t mtime = g[0].mtime;
+    uint64_t expiry = UINT64_MAX;
+
+    memset(o, 0, sizeof *o);
+    memcpy(o->key, g[0].name, ST_HEX_LEN);
+    o->size = g[0].size;
+    for (size_t i = 0; i < n; i++) {
+        if (g[i].mtime < mtime)
+            mtime = g[i].mtime;
+        if (g[i].is_ref) {
+            o->refs++;
+            if (g[i].expiry < expiry)
+                expiry = g[i].expiry;
+        }
+    }
+    o->age = now > mtime ? (int64_t)(now - mtime) : 0;
+    if (o->refs == 0)
+        o->expires = o->age < ST_GRACE ? ST_GRACE - o->age : 0;
+    else
+        o->expires = expiry > (uint64_t)now ? (int64_t)(expiry - (uint64_t)now) : 0;
+    if (o->expires > INT64_MAX / 2) /* an expiry no clock reaches */
+        o->expires = -1;
+    o->lifetime = -1;
+    /* g[0] is the <H> name, or with none left (see publish) a reference */
+    ls_where(f, g[0].name, o->where, sizeof o->where);
+}
+
+static int st_file_ls(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err)
+{
+    st_file *f = (st_file *)s;
+    time_t now = time(NULL);
+    ls_ent *v;
+    size_t n;
+
+    DIR *d = opendir(f->dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0; /* never used: holds nothing */
+        return psi_fail(err, errno, "file store %s: %s", f->dir, strerror(errno));
+    }
+    int rc = ls_collect(f, d, &v, &n, err);
+    closedir(d);
+    if (rc < 0)
+        return -1;
+    if (n > 1)
+        qsort(v, n, sizeof *v, ls_ent_cmp);
+    for (size_t i = 0, j; i < n; i = j) {
+        psi_obj_info o;
+        for (j = i + 1; j < n && memcmp(v[j].name, v[i].name, ST_HEX_LEN) == 0; j++)
+            ;
+        ls_fill(f, v + i, j - i, now, &o);
+        if (fn(&o, arg) != 0)
+            break;
+    }
+    free(v);
+    return 0;
+}
+
 /* ---- open / close --------------------------------------------------------- */
 
 static int hex_val(char c)
@@ -665,5 +801,6 @@ const psi_store_ops psi_store_file_ops = {
     .release = st_file_release,
     .exists = st_file_exists,
     .gc = st_file_gc,
+    .ls = st_file_ls,
     .close = st_file_close,
 };

@@ -1,4 +1,4 @@
-/* psi: the command-line tool (DESIGN §1): run, gc, stats, policy, help.
+/* psi: the command-line tool (DESIGN §1): run, gc, store, stats, policy, help.
  *
  * Dispatch and help text live here; each subcommand is its own file. Help
  * goes to stdout (asked for); usage errors go to stderr with exit 2. */
@@ -42,15 +42,41 @@ static const command commands[] = {
      "The library is looked up next to the psi binary, then in ../lib/.\n"
      "Exit status: COMMAND's, or 2 for a bad option, 126/127 if it cannot run.\n"},
     {"gc", cmd_gc, "remove expired store objects and dead registry entries",
-     "usage: psi gc [--store URL]\n"
+     "usage: psi gc [--store URL]... [--policy FILE]\n"
      "\n"
-     "Removes what dead or finished processes left behind: references past their\n"
-     "expiry, objects nobody references, temporary files of dead writers, and\n"
-     "registry entries of listeners that no longer listen.\n"
+     "Removes what dead or finished processes left behind, in every store: references\n"
+     "past their expiry, objects nobody references, temporary files of dead writers;\n"
+     "then registry entries of listeners that no longer listen.\n"
      "\n"
-     "  --store URL        the store to clean (default: PSI_STORE, else the\n"
-     "                     default file store)\n"
-     "  -h, --help         show this help\n"},
+     "  --store URL        clean this store only; repeatable (default: PSI_STORE, the\n"
+     "                     policy's connectors and every connector's default store;\n"
+     "                     a default whose server is not running is skipped)\n"
+     "  --policy FILE      take the policy's connectors from FILE (default: PSI_POLICY)\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "Exit status: 0; 1 if a store or the registry could not be cleaned; 2 for a bad\n"
+     "option, URL or policy. docs/store-cli.md describes the output.\n"},
+    {"store", cmd_store, "list what the stores hold (ls), or sum it up (du)",
+     "usage: psi store ls [--store URL]... [--policy FILE] [--json] [--sort size|age]\n"
+     "       psi store du [--store URL]... [--policy FILE] [--json]\n"
+     "\n"
+     "ls  one row per object: CONNECTOR, KEY, SIZE, AGE (since the put), REFS (tokens\n"
+     "    not yet resolved), EXPIRES (until gc may remove it), WHERE (path, server,\n"
+     "    segment); then one line per store that is not running or cannot list.\n"
+     "du  one row per store: OBJECTS, BYTES, REFERENCED (objects with refs > 0),\n"
+     "    OLDEST (age of the oldest object), and a TOTAL row.\n"
+     "\n"
+     "  --store URL        this store only; repeatable (default: PSI_STORE, the\n"
+     "                     policy's connectors and every connector's default store;\n"
+     "                     a default whose server is not running is noted, no error)\n"
+     "  --policy FILE      take the policy's connectors from FILE (default: PSI_POLICY)\n"
+     "  --json             print one JSON object instead of the table\n"
+     "  --sort KEY         ls: size (largest first) or age (oldest first); default:\n"
+     "                     store by store, in the connector's order\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "Exit status: 0; 1 if a store could not be opened or listed; 2 for a bad option,\n"
+     "URL or policy. Output and JSON schema: docs/store-cli.md.\n"},
     {"stats", cmd_stats, "sum PSI_STATS files into a table",
      "usage: psi stats [--bytes] [--json] FILE...\n"
      "\n"

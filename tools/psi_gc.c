@@ -1,7 +1,7 @@
-/* psi gc: the safety net (DESIGN §6): the store's expired references,
+/* psi gc: the safety net (DESIGN §6): every store's expired references,
  * orphaned objects and dead writers' temp files, and registry entries of
- * listeners that are gone. The rules live in the store and registry; this
- * only runs them and reports. */
+ * listeners that are gone. The rules live in the connectors and the
+ * registry; this only runs them and reports. Which stores: psi_stores.c. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,36 +15,48 @@
 
 static const struct option gc_options[] = {
     {"store", required_argument, NULL, 's'},
+    {"policy", required_argument, NULL, 'p'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-static int gc_store(const char *url)
+/* One store: its report line, or why there is none. Returns -1 on failure. */
+static int gc_store(const cmd_store_entry *c)
 {
+    const char *label = cmd_store_label(c);
     psi_gc_report r = {0};
-    psi_store *s;
-    psi_err e;
+    psi_err e = {0};
     char freed[32];
-    int rc = 0;
 
-    if (psi_store_open(url && *url ? url : NULL, &s, &e) < 0) {
-        fprintf(stderr, "psi gc: cannot open store %s: %s\n", url && *url ? url : "(default)",
-                e.msg);
+    if (c->state == CMD_STORE_NOT_RUNNING) {
+        printf("store %s: not running\n", label);
+        return 0;
+    }
+    if (c->state == CMD_STORE_UNAVAILABLE) {
+        printf("store %s: connector not available in this build\n", label);
+        return 0;
+    }
+    if (c->state != CMD_STORE_OK) {
+        fprintf(stderr, "psi gc: cannot open store %s: %s\n", label, c->msg);
         return -1;
     }
-    if (!s->ops->gc) {
-        printf("store %s: this connector has no gc\n", s->url);
-    } else if (s->ops->gc(s, &r, &e) < 0) {
-        fprintf(stderr, "psi gc: store %s: %s\n", s->url, e.msg);
-        rc = -1;
-    } else {
-        cmd_human_bytes(r.bytes_freed, freed, sizeof freed);
-        printf("store %s: %" PRIu64 " refs expired, %" PRIu64 " objects removed, %" PRIu64
-               " temp files removed, %s freed\n",
-               s->url, r.refs_expired, r.objects_removed, r.tmp_removed, freed);
+    if (!c->s->ops->gc) {
+        printf("store %s: this connector has no gc\n", label);
+        return 0;
     }
-    psi_store_close(s);
-    return rc;
+    if (c->s->ops->gc(c->s, &r, &e) < 0) {
+        if (c->is_default && cmd_store_absent(e.code)) {
+            printf("store %s: not running\n", label);
+            return 0;
+        }
+        fprintf(stderr, "psi gc: store %s: %s\n", label, e.msg);
+        return -1;
+    }
+    cmd_human_bytes(r.bytes_freed, freed, sizeof freed);
+    printf("store %s: %" PRIu64 " refs expired, %" PRIu64 " objects removed, %" PRIu64
+           " temp files removed, %s freed\n",
+           label, r.refs_expired, r.objects_removed, r.tmp_removed, freed);
+    return 0;
 }
 
 static int gc_registry(void)
@@ -62,27 +74,43 @@ static int gc_registry(void)
 
 int cmd_gc(int argc, char **argv)
 {
-    const char *url = getenv("PSI_STORE");
-    psi_err e;
+    char **urls = calloc((size_t)argc, sizeof *urls);
+    const char *policy = NULL;
+    cmd_store_set set;
+    size_t nurls = 0;
     int opt, rc = 0;
 
+    if (!urls)
+        return CMD_EXIT_FAIL;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":h", gc_options, NULL)) != -1) {
         if (opt == 'h') {
+            free(urls);
             cmd_help_print(stdout, "gc");
             return 0;
         }
-        if (opt != 's')
+        if (opt == 's') {
+            urls[nurls++] = optarg;
+        } else if (opt == 'p') {
+            policy = optarg;
+        } else {
+            free(urls);
             return cmd_bad_option("gc", opt, argv);
-        url = optarg;
+        }
     }
-    if (optind < argc)
+    if (optind < argc) {
+        free(urls);
         return cmd_usage_error("gc", "unexpected argument '%s'", argv[optind]);
-    if (url && psi_check_store_url(url, &e) < 0)
-        return cmd_usage_error("gc", "%s", e.msg);
-    if (gc_store(url) < 0)
-        rc = CMD_EXIT_FAIL;
+    }
+    rc = cmd_stores_open("gc", urls, nurls, policy, &set);
+    free(urls);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < set.n; i++)
+        if (gc_store(&set.v[i]) < 0)
+            rc = CMD_EXIT_FAIL;
+    cmd_stores_close(&set);
     if (gc_registry() < 0)
         rc = CMD_EXIT_FAIL;
     return rc;

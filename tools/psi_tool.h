@@ -2,8 +2,11 @@
 #ifndef PSI_TOOL_H
 #define PSI_TOOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "psi_store.h"
 
 /* Exit codes shared by every subcommand. */
 #define CMD_EXIT_FAIL 1  /* the work failed (no valid stats line, a gc error) */
@@ -15,6 +18,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_dryrun(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 
 /* Sets LD_PRELOAD to the library next to psi (psi_run.c). 0, or -1 with a
  * message printed. */
@@ -44,5 +48,45 @@ int cmd_bad_option(const char *cmd, int opt, char **argv);
 
 /* "512 B", "1.5 KiB", "3.2 GiB": a byte count for people. */
 void cmd_human_bytes(uint64_t v, char *buf, size_t cap);
+
+/* The stores `psi store` and `psi gc` work on (psi_stores.c,
+ * docs/store-cli.md). */
+enum cmd_store_state {
+    CMD_STORE_OK,          /* s is open */
+    CMD_STORE_NOT_RUNNING, /* a default whose server is absent: no failure */
+    CMD_STORE_UNAVAILABLE, /* configured (PSI_STORE, policy), connector not in
+                              this build: the library sends inline, no failure */
+    CMD_STORE_FAILED,      /* msg says why */
+};
+
+typedef struct cmd_store_entry {
+    psi_store *s;          /* NULL unless CMD_STORE_OK */
+    char connector[16];    /* the URL's scheme: "file", "redis" */
+    char url[1024];        /* as configured, or "SCHEME (default)" */
+    bool is_default;       /* an embedded default, not configured */
+    int state;             /* cmd_store_state */
+    char msg[256];
+} cmd_store_entry;
+
+typedef struct cmd_store_set {
+    cmd_store_entry *v;
+    size_t n, cap;
+} cmd_store_set;
+
+/* Fills set: the nurls URLs if any, else PSI_STORE, the connectors of the
+ * policy (policy, else PSI_POLICY) and every compiled-in connector's
+ * default; a store reached twice is listed once. Stores that cannot be
+ * opened are entries with their state. Returns 0, or CMD_EXIT_USAGE (bad
+ * URL or policy; message printed) or CMD_EXIT_FAIL (out of memory). */
+int cmd_stores_open(const char *cmd, char *const *urls, size_t nurls, const char *policy,
+                    cmd_store_set *set);
+void cmd_stores_close(cmd_store_set *set);
+
+/* The URL the connector reports, or the configured one if it did not open. */
+const char *cmd_store_label(const cmd_store_entry *c);
+
+/* An error that means "no server there" (ECONNREFUSED, ENOENT): a default
+ * store failing so is not running, not broken. */
+bool cmd_store_absent(int code);
 
 #endif

@@ -887,6 +887,171 @@ static void test_ops_lookup(void **state)
     assert_int_equal(psi_store_file_ops.id, PSI_CONN_FILE);
 }
 
+/* ---- ls ------------------------------------------------------------------- */
+
+typedef struct ls_seen {
+    psi_obj_info o[8];
+    size_t n;
+    size_t stop_after; /* 0: never stop */
+} ls_seen;
+
+static int ls_take(const psi_obj_info *o, void *arg)
+{
+    ls_seen *v = arg;
+    assert_true(v->n < 8);
+    v->o[v->n++] = *o;
+    return v->stop_after && v->n >= v->stop_after;
+}
+
+static const psi_obj_info *ls_find(const ls_seen *v, const char *key)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (strcmp(v->o[i].key, key) == 0)
+            return &v->o[i];
+    return NULL;
+}
+
+static void ls_ok(fixture *f, ls_seen *v)
+{
+    psi_err err = {0};
+    memset(v, 0, sizeof *v);
+    if (f->s->ops->ls(f->s, ls_take, v, &err) != 0)
+        fail_msg("ls: %s", err.msg);
+}
+
+static void test_ls(void **state)
+{
+    fixture *f = *state;
+    psi_token a1, a2, b;
+    ls_seen v;
+    char p[PATH_MAX], where[PATH_MAX];
+    time_t old = time(NULL) - 3600;
+    static const char hu[] = "00000000000000000000000000000003"; /* old, unreferenced */
+
+    assert_non_null(f->s->ops->ls);
+    ls_ok(f, &v); /* the directory does not exist yet: nothing, no error */
+    assert_int_equal(v.n, 0);
+
+    put_ok(f, "payload a", 9, PSI_LIFE_REFCOUNT, 100, &a1);
+    put_ok(f, "payload a", 9, PSI_LIFE_REFCOUNT, 50, &a2); /* same bytes: one object */
+    put_ok(f, "payload b!", 10, PSI_LIFE_TTL, 0, &b);
+    path_of(f, hu, 32, p);
+    make_file(p, "uuuu", 4, old);
+    /* Not objects: a temp file, foreign names, a symlink with an object name. */
+    pathf(p, "%s/tmp.%d.7", f->dir, (int)getpid());
+    make_file(p, "t", 1, 0);
+    path_of(f, "notes.txt", 9, p);
+    make_file(p, "z", 1, 0);
+    path_of(f, "00000000000000000000000000000009", 32, p);
+    assert_int_equal(symlink("/etc/passwd", p), 0);
+
+    ls_ok(f, &v);
+    assert_int_equal(v.n, 3);
+    char ka[33], kb[33];
+    memcpy(ka, a1.key, 32), ka[32] = '\0';
+    memcpy(kb, b.key, 32), kb[32] = '\0';
+    assert_memory_equal(a1.key, a2.key, 32);
+
+    const psi_obj_info *o = ls_find(&v, ka);
+    assert_non_null(o);
+    assert_int_equal(o->size, 9);
+    assert_int_equal(o->refs, 2);
+    assert_true(o->expires >= 49 && o->expires <= 50); /* the earlier expiry */
+    assert_true(o->age >= 0 && o->age <= 5);
+    assert_int_equal(o->lifetime, -1);
+    pathf(where, "%s/%s", f->dir, ka);
+    assert_string_equal(o->where, where);
+
+    o = ls_find(&v, kb);
+    assert_non_null(o);
+    assert_int_equal(o->size, 10);
+    assert_int_equal(o->refs, 1);
+    assert_true(o->expires > PSI_DEFAULT_TTL - 5 && o->expires <= PSI_DEFAULT_TTL);
+
+    o = ls_find(&v, hu);
+    assert_non_null(o);
+    assert_int_equal(o->size, 4);
+    assert_int_equal(o->refs, 0);
+    assert_int_equal(o->expires, 0); /* past the grace: gc takes it */
+    assert_true(o->age >= 3600 && o->age < 3610);
+
+    /* The walk stops when the callback says so. */
+    memset(&v, 0, sizeof v);
+    v.stop_after = 1;
+    psi_err err = {0};
+    assert_int_equal(f->s->ops->ls(f->s, ls_take, &v, &err), 0);
+    assert_int_equal(v.n, 1);
+
+    /* A resolved refcount object is gone from the listing. */
+    psi_obj obj;
+    assert_int_equal(psi_store_resolve(f->s, &a1, &obj, &err), 0);
+    psi_obj_release(&obj);
+    ls_ok(f, &v);
+    assert_int_equal(ls_find(&v, ka)->refs, 1);
+    assert_int_equal(psi_store_resolve(f->s, &a2, &obj, &err), 0);
+    psi_obj_release(&obj);
+    ls_ok(f, &v);
+    assert_null(ls_find(&v, ka));
+    assert_int_equal(v.n, 2);
+}
+
+/* References whose <H> name is gone (see publish) still make an object;
+ * `where` then names a reference. */
+static void test_ls_refs_without_object_name(void **state)
+{
+    fixture *f = *state;
+    psi_token t;
+    ls_seen v;
+    char p[PATH_MAX], where[PATH_MAX];
+
+    put_ok(f, "orphaned refs", 13, PSI_LIFE_REFCOUNT, 0, &t);
+    path_of(f, t.key, 32, p);
+    assert_int_equal(unlink(p), 0);
+    ls_ok(f, &v);
+    assert_int_equal(v.n, 1);
+    assert_memory_equal(v.o[0].key, t.key, 32);
+    assert_int_equal(v.o[0].refs, 1);
+    assert_int_equal(v.o[0].size, 13);
+    pathf(where, "%s/%s", f->dir, t.key);
+    assert_string_equal(v.o[0].where, where);
+}
+
+/* A directory too long for `where` keeps its tail. */
+static void test_ls_long_dir(void **state)
+{
+    fixture *f = *state;
+    char dir[PATH_MAX], url[PATH_MAX + 16];
+    psi_store *s;
+    psi_token t;
+    psi_err err = {0};
+    ls_seen v = {0};
+
+    pathf(dir, "%s/a-rather-long-directory-name/and-another-long-level-below-it/x", f->root);
+    pathf(url, "file://%s", dir);
+    assert_int_equal(psi_store_open(url, &s, &err), 0);
+    assert_int_equal(psi_store_put(s, "x", 1, NULL, &t, &err), 0);
+    assert_int_equal(s->ops->ls(s, ls_take, &v, &err), 0);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(strlen(v.o[0].where), sizeof v.o[0].where - 1);
+    assert_memory_equal(v.o[0].where, "...", 3);
+    assert_string_equal(v.o[0].where + strlen(v.o[0].where) - 32, v.o[0].key);
+    psi_store_close(s);
+}
+
+/* A store directory that cannot be read is an error naming it. */
+static void test_ls_not_a_directory(void **state)
+{
+    fixture *f = *state;
+    psi_err err = {0};
+    ls_seen v = {0};
+
+    make_file(f->dir, "x", 1, 0);
+    assert_int_equal(f->s->ops->ls(f->s, ls_take, &v, &err), -1);
+    assert_int_equal(err.code, ENOTDIR);
+    expect_msg(&err, f->dir);
+    assert_int_equal(v.n, 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -920,6 +1085,10 @@ int main(void)
         T(test_default_store),
         T(test_resolve_other_connectors),
         T(test_ops_lookup),
+        T(test_ls),
+        T(test_ls_refs_without_object_name),
+        T(test_ls_long_dir),
+        T(test_ls_not_a_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
