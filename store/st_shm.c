@@ -379,8 +379,20 @@ static void gc_one(st_shm *s, const char *name, int64_t now, bool full, psi_gc_r
     size_t len;
     psi_err e;
 
-    if (path_of(s, name, path) < 0 || seg_find(s, name) || seg_map(s, name, &h, &len, &e) < 0)
+    if (path_of(s, name, path) < 0)
         return;
+    shm_seg *mine = seg_find(s, name);
+    if (mine) {
+        h = mine->hdr;
+    } else if (seg_map(s, name, &h, &len, &e) < 0) {
+        /* No header yet: its creator died between creating and
+         * initialising it (the name carries the creator's pid). */
+        unsigned pid = 0;
+        if (sscanf(name, "s%x-", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) < 0 &&
+            errno == ESRCH && unlink(path) == 0)
+            r->tmp_removed++;
+        return;
+    }
     r->objects_seen++;
     hdr_lock(h);
     bool alive = owner_alive(h), remove = false;
@@ -408,6 +420,8 @@ static void gc_one(st_shm *s, const char *name, int64_t now, bool full, psi_gc_r
     }
     uint64_t cap = h->capacity;
     hdr_unlock(h);
+    if (mine)
+        return; /* ours: alive, mapped, reused by the next put */
     munmap(h, len);
     if (remove && unlink(path) == 0)
         r->bytes_freed += cap + SHM_HDR;
