@@ -222,6 +222,19 @@ static void load_peers(struct loader *ld)
               e.msg);
 }
 
+/* PSI_ROUTE: "auto" (default: same-host peers use the shm pool when the
+ * default store is remote) or "fixed" (every object to the default store). */
+static void load_route(struct loader *ld, bool *fixed)
+{
+    const char *v = env_value(ld, "PSI_ROUTE");
+    if (!v)
+        return;
+    if (strcasecmp(v, "auto") == 0 || strcasecmp(v, "fixed") == 0)
+        *fixed = strcasecmp(v, "fixed") == 0;
+    else
+        bad_value(ld, "PSI_ROUTE", v, "expected auto or fixed; using auto");
+}
+
 static void load_bool(struct loader *ld, const char *var, bool *dst)
 {
     const char *v = env_value(ld, var);
@@ -270,6 +283,7 @@ void psi_config_load(psi_config *cfg, const char *(*get)(const char *name),
     load_string(&ld, "PSI_LOG_FILE", cfg->log_file, "stderr");
     load_string(&ld, "PSI_STATS", cfg->stats, "no stats");
     load_bool(&ld, "PSI_DISABLE", &cfg->disable);
+    load_route(&ld, &cfg->route_fixed);
     load_bool(&ld, "PSI_DRYRUN", &cfg->dryrun);
     load_string(&ld, "PSI_POLICY", cfg->policy, "no policy");
 }

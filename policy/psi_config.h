@@ -43,6 +43,7 @@ typedef struct psi_config {
     bool disable;                /* PSI_DISABLE: pass everything through */
     bool dryrun;                 /* PSI_DRYRUN: observe only (policy issue) */
     char policy[PSI_PATH_MAX];   /* PSI_POLICY, "" = none */
+    bool route_fixed;            /* PSI_ROUTE=fixed: no shm for same-host peers */
 } psi_config;
 
 /* Called once per problem found while loading: `var` is the variable name,

@@ -2,21 +2,27 @@
  *
  * Slot 0 is the default connector (PSI_STORE, else the policy's
  * `defaults connector`, else the embedded file store); slot i+1 is the
- * policy's connector i. Opening is lazy so that a program that never sends
- * a large payload never touches a store. A failed open is retried at most
- * once a second: the fault may be temporary (a full or unmounted
- * directory). */
+ * policy's connector i; the last slot is the shm pool used for same-host
+ * peers when the default is a remote store (DESIGN §6 routing). Opening is
+ * lazy so that a program that never sends a large payload never touches a
+ * store. A failed open is retried at most once a second: the fault may be
+ * temporary (a full or unmounted directory, a server restarting). */
 #include "pl_store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include "pl_engine.h"
 #include "psi_log.h"
+#include "psi_store.h"
 
-#define PL_STORE_SLOTS (POL_MAX_CONNECTORS + 1)
+#define PL_STORE_SLOTS (POL_MAX_CONNECTORS + 2)
+#define PL_SLOT_SHM (PL_STORE_SLOTS - 1)
 
 static pthread_mutex_t pl_store_lock = PTHREAD_MUTEX_INITIALIZER;
 static psi_store *pl_store_handle[PL_STORE_SLOTS];
@@ -26,6 +32,8 @@ static time_t pl_store_failed_at[PL_STORE_SLOTS];
 static const char *pl_store_url(int slot)
 {
     const psi_policy *p = pl_g.policy;
+    if (slot == PL_SLOT_SHM)
+        return "shm://";
     if (slot > 0 && p && (size_t)(slot - 1) < p->nconnectors)
         return p->connectors[slot - 1].url;
     if (!pl_g.cfg.store_url[0] && p && p->default_connector >= 0 &&
@@ -55,9 +63,91 @@ static psi_store *pl_store_get(int slot, psi_err *err)
     return s;
 }
 
-int pl_store_put(const void *buf, size_t n, const pol_decision *d, psi_token *tok, psi_err *err)
+/* ---- routing -------------------------------------------------------------- */
+
+/* This host's interface addresses, read once (getifaddrs). */
+#define PL_MAX_LOCAL 32
+static struct {
+    int family;
+    unsigned char addr[16];
+} pl_local[PL_MAX_LOCAL];
+static int pl_nlocal;
+static pthread_once_t pl_local_once = PTHREAD_ONCE_INIT;
+
+static void pl_local_init(void)
 {
-    psi_store *s = pl_store_get(d ? d->connector + 1 : 0, err);
+    struct ifaddrs *ifa, *i;
+    if (getifaddrs(&ifa) != 0)
+        return;
+    for (i = ifa; i && pl_nlocal < PL_MAX_LOCAL; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            pl_local[pl_nlocal].family = AF_INET;
+            memcpy(pl_local[pl_nlocal++].addr, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            pl_local[pl_nlocal].family = AF_INET6;
+            memcpy(pl_local[pl_nlocal++].addr, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+                   16);
+        }
+    }
+    freeifaddrs(ifa);
+}
+
+/* Same host: a pipe or unix socket, loopback, or one of our addresses. */
+static bool pl_peer_is_local(const struct sockaddr *sa, socklen_t len)
+{
+    if (!sa || len == 0 || sa->sa_family == AF_UNIX)
+        return true;
+    int family = sa->sa_family;
+    unsigned char a[16];
+    if (family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        if (a[0] == 127)
+            return true;
+    } else if (family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(v6)) {
+            family = AF_INET;
+            memcpy(a, &v6->s6_addr[12], 4);
+            if (a[0] == 127)
+                return true;
+        } else {
+            memcpy(a, v6, 16);
+        }
+    } else {
+        return false;
+    }
+    pthread_once(&pl_local_once, pl_local_init);
+    for (int i = 0; i < pl_nlocal; i++)
+        if (pl_local[i].family == family &&
+            memcmp(pl_local[i].addr, a, family == AF_INET ? 4 : 16) == 0)
+            return true;
+    return false;
+}
+
+/* Remote stores are the ones a peer on another host can reach. */
+static bool pl_url_is_remote(const char *url)
+{
+    return url && (strncmp(url, "redis://", 8) == 0 || strncmp(url, "zmq://", 6) == 0);
+}
+
+int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t peer_len)
+{
+    if (d && d->connector >= 0)
+        return d->connector + 1; /* a rule named its connector */
+    if (!pl_g.cfg.route_fixed && pl_url_is_remote(pl_store_url(0)) &&
+        pl_peer_is_local(peer, peer_len))
+        return PL_SLOT_SHM;
+    return 0;
+}
+
+int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi_token *tok,
+                 psi_err *err)
+{
+    psi_store *s = pl_store_get(slot, err);
     if (!s)
         return -1;
     psi_put_opts o = {.lifetime = PSI_LIFE_REFCOUNT, .ttl = 0};
@@ -71,9 +161,26 @@ int pl_store_put(const void *buf, size_t n, const pol_decision *d, psi_token *to
 int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
 {
     psi_err ignored;
-    /* The local store may be unavailable for puts yet other connectors can
-     * still resolve: psi_store_resolve opens by id when it must. */
-    psi_store *s = pl_store_get(0, &ignored);
+    /* The store this process configured for the token's connector, if
+     * any (its URL names the server or directory); else the default of
+     * that connector, which psi_store_resolve opens by id. A store that
+     * cannot be opened now does not stop the others. */
+    psi_store *s = NULL;
+    for (int slot = 0; slot < PL_STORE_SLOTS && !s; slot++) {
+        const char *url = pl_store_url(slot);
+        const psi_store_ops *ops = NULL;
+        if (url && url[0]) {
+            const char *sep = strstr(url, "://");
+            if (sep)
+                ops = psi_store_ops_by_scheme(url, (size_t)(sep - url));
+        } else if (slot == 0) {
+            ops = &psi_store_file_ops;
+        }
+        if (ops && ops->id == tok->connector)
+            s = pl_store_get(slot, &ignored);
+        if (slot == 0 && (!pl_g.policy || pl_g.policy->nconnectors == 0))
+            slot = PL_SLOT_SHM - 1; /* no policy connectors: skip to the shm slot */
+    }
     return psi_store_resolve(s, tok, obj, err);
 }
 

@@ -1,12 +1,21 @@
-/* pl_store: the process's store connector, opened on first use. */
+/* pl_store: the process's store connectors, opened on first use. */
 #ifndef PL_STORE_H
 #define PL_STORE_H
 
 #include "psi_policy.h"
 #include "psi_store.h"
 
-/* Puts through the connector the decision names (NULL: the default). */
-int pl_store_put(const void *buf, size_t n, const pol_decision *d, psi_token *tok, psi_err *err);
+#include <sys/socket.h>
+
+/* The store slot for a send: the connector the rule named; else, when the
+ * default store is remote (redis://, zmq://) and the peer is on this host
+ * (pipe, unix socket, loopback, one of our addresses), the shm pool unless
+ * PSI_ROUTE=fixed; else the default (slot 0). */
+int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t peer_len);
+
+/* Puts through a slot from pl_store_route; d gives lifetime and ttl. */
+int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi_token *tok,
+                 psi_err *err);
 int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err);
 /* In a fork child: the parent's store handles are let go, not used. */
 void pl_store_atfork_child(void);

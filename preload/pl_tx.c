@@ -121,7 +121,9 @@ static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
     psi_token tok;
     psi_err err = {0};
     double t0 = pl_now();
-    if (pl_store_put(buf, n, d, &tok, &err) != 0) {
+    int slot = pl_store_route(d, st->peer_len ? (const struct sockaddr *)&st->peer : NULL,
+                              st->peer_len);
+    if (pl_store_put(buf, n, d, slot, &tok, &err) != 0) {
         PSI_STAT_ADD(inline_fallbacks, 1);
         psi_log_once(warned, PSI_LOG_WARN, "store refused a %zu-byte object (%s); sending inline",
                      n, err.msg);

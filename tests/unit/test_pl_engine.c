@@ -190,7 +190,7 @@ static size_t store_token(const void *payload, size_t n, uint8_t out[PSI_TOKEN_M
 {
     psi_token tok;
     psi_err err = {0};
-    int rc = pl_store_put(payload, n, NULL, &tok, &err);
+    int rc = pl_store_put(payload, n, NULL, 0, &tok, &err);
     if (rc != 0)
         fprintf(stderr, "store put: %s\n", err.msg);
     assert_int_equal(rc, 0);
