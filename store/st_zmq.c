@@ -1,0 +1,815 @@
+/* st_zmq: the ZeroMQ peer store connector (DESIGN §6, docs/store-zmq.md).
+ *
+ * Objects live in a `psi store-server` (tools/psi_store_server.c), by
+ * default the node-local one on ipc://<runtime dir>/store.sock, which a put
+ * starts on demand. The token key names the server's endpoint and the
+ * object's hash, so a receiver anywhere fetches it without configuration.
+ *
+ * Process-wide state: one libzmq context and one DEALER socket per server
+ * endpoint, under one mutex. Every request carries an id; a reply with
+ * another id (left over from a request that timed out) is skipped, and a
+ * socket whose request timed out is closed (linger 0) so that nothing it
+ * still queues reaches the server later. libzmq contexts must not be used
+ * or terminated after fork: a child leaks its parent's and makes its own. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "psi_log.h"
+#include "psi_registry.h"
+#include "psi_store.h"
+#include "st_zmq.h"
+
+#define STZ_MAX_CONNS 16     /* cached server connections per process */
+#define STZ_CHUNK (256u << 10) /* hashed then copied while still in cache */
+#define STZ_START_WAIT_MS 5000 /* for an auto-started server to answer */
+#define STZ_AUTO_IDLE_EXIT "600" /* an auto-started server's --idle-exit */
+
+typedef struct st_zmq {
+    psi_store base;
+    stz_url u;
+} st_zmq;
+
+typedef struct stz_conn {
+    struct stz_conn *next;
+    void *sock;
+    int timeout_ms;
+    char ep[STZ_EP_STR_MAX];
+} stz_conn;
+
+static pthread_mutex_t stz_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *stz_ctx;
+static stz_conn *stz_conns;
+static int stz_nconns;
+static uint32_t stz_next_id;
+static pthread_once_t stz_atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a fork child: the parent's context and sockets are leaked, never used
+ * or closed (libzmq's I/O threads did not survive the fork). */
+static void stz_child_reset(void)
+{
+    pthread_mutex_init(&stz_lock, NULL);
+    stz_ctx = NULL;
+    stz_conns = NULL;
+    stz_nconns = 0;
+}
+
+static void stz_atfork_init(void)
+{
+    pthread_atfork(NULL, NULL, stz_child_reset);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+/* Is anything listening at ep? A plain connect, answered at once by the
+ * kernel (ECONNREFUSED, ENOENT), so a dead server costs no request
+ * timeout. 0, or an errno value. */
+int stz_probe(const stz_ep *ep, int timeout_ms)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    int fam;
+
+    if (ep->kind == STZ_EP_TCP) {
+        fam = ep->family;
+        if (fam == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            a->sin_family = AF_INET;
+            a->sin_port = htons(ep->port);
+            memcpy(&a->sin_addr, ep->addr, 4);
+            sl = sizeof *a;
+        } else {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons(ep->port);
+            memcpy(&a->sin6_addr, ep->addr, 16);
+            sl = sizeof *a;
+        }
+    } else {
+        const char *path = ep->kind == STZ_EP_IPC ? ep->path : stz_default_path();
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        if (!path || strlen(path) >= sizeof a->sun_path)
+            return ENAMETOOLONG;
+        fam = AF_UNIX;
+        a->sun_family = AF_UNIX;
+        strcpy(a->sun_path, path);
+        sl = sizeof *a;
+    }
+    int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return errno;
+    int rc = 0;
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+        rc = errno;
+        if (rc == EINPROGRESS) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            int n = poll(&p, 1, timeout_ms);
+            socklen_t el = sizeof rc;
+            if (n == 0)
+                rc = ETIMEDOUT;
+            else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &el) < 0)
+                rc = errno;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static void stz_conn_drop(const stz_api *z, stz_conn *c)
+{
+    for (stz_conn **pp = &stz_conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            stz_nconns--;
+            break;
+        }
+    z->close(c->sock);
+    free(c);
+}
+
+/* The cached connection to ep, or a new one if something listens there.
+ * Called with stz_lock held. */
+static stz_conn *stz_conn_get(const stz_api *z, const stz_ep *ep, int timeout_ms, psi_err *err)
+{
+    char eps[STZ_EP_STR_MAX];
+
+    if (stz_ep_string(ep, eps, sizeof eps, err) < 0)
+        return NULL;
+    for (stz_conn *c = stz_conns; c; c = c->next)
+        if (strcmp(c->ep, eps) == 0 && c->timeout_ms == timeout_ms)
+            return c;
+
+    int e = stz_probe(ep, timeout_ms);
+    if (e) {
+        psi_fail(err, e == ENOENT ? ECONNREFUSED : e, "zmq store %s: no server (%s)", eps,
+                 strerror(e));
+        return NULL;
+    }
+    if (!stz_ctx) {
+        stz_ctx = z->ctx_new();
+        if (!stz_ctx) {
+            psi_fail(err, EIO, "zmq store: zmq_ctx_new: %s", z->strerror(z->err()));
+            return NULL;
+        }
+        z->ctx_set(stz_ctx, ZMQ_IO_THREADS, 1);
+        z->ctx_set(stz_ctx, ZMQ_BLOCKY, 0);
+    }
+    if (stz_nconns >= STZ_MAX_CONNS) { /* drop the oldest (the list tail) */
+        stz_conn *last = stz_conns;
+        while (last->next)
+            last = last->next;
+        stz_conn_drop(z, last);
+    }
+    stz_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        psi_fail(err, ENOMEM, "zmq store %s: out of memory", eps);
+        return NULL;
+    }
+    int zero = 0, one = 1;
+    c->sock = z->socket(stz_ctx, ZMQ_DEALER);
+    if (!c->sock || z->setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        z->setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+        z->setsockopt(c->sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) < 0 ||
+        z->setsockopt(c->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms) < 0 ||
+        z->connect(c->sock, eps) < 0) {
+        psi_fail(err, EIO, "zmq store %s: %s", eps, z->strerror(z->err()));
+        if (c->sock)
+            z->close(c->sock);
+        free(c);
+        return NULL;
+    }
+    c->timeout_ms = timeout_ms;
+    snprintf(c->ep, sizeof c->ep, "%s", eps);
+    c->next = stz_conns;
+    stz_conns = c;
+    stz_nconns++;
+    return c;
+}
+
+/* ---- one request ---------------------------------------------------------- */
+
+/* libzmq's errno after a failed send/recv, as the generic layer reads it:
+ * EAGAIN from a timeout is ETIMEDOUT (transient, retried). */
+static int stz_errno(const stz_api *z)
+{
+    int e = z->err();
+    return e == EAGAIN ? ETIMEDOUT : e == ETERM || e == ENOTSOCK ? EIO : e;
+}
+
+/* Sends req (+ payload, consumed) and waits for its reply. On success *rep
+ * is filled and *data holds the data frame if the reply has one (the
+ * caller closes it). A timed-out or broken connection is dropped. Called
+ * with stz_lock held. */
+static int stz_call(const stz_api *z, stz_conn *c, stz_req *req, zmq_msg_t *payload,
+                    stz_rep *rep, zmq_msg_t *data, psi_err *err)
+{
+    uint8_t hdr[STZ_REQ_LEN];
+    const char *step = "sending";
+    psi_err local;
+    int e = 0;
+
+    if (!err)
+        err = &local;
+    z->msg_init(data);
+    req->id = ++stz_next_id;
+    stz_req_encode(req, hdr);
+    if (z->send(c->sock, hdr, sizeof hdr, payload ? ZMQ_SNDMORE : 0) < 0) {
+        e = stz_errno(z);
+        if (payload)
+            z->msg_close(payload);
+        goto broken;
+    }
+    if (payload && z->msg_send(payload, c->sock, 0) < 0) {
+        e = stz_errno(z);
+        z->msg_close(payload);
+        goto broken;
+    }
+    step = "waiting for the reply";
+    for (int skipped = 0; skipped < 64; skipped++) {
+        zmq_msg_t h;
+        z->msg_init(&h);
+        if (z->msg_recv(&h, c->sock, 0) < 0) {
+            e = stz_errno(z);
+            z->msg_close(&h);
+            goto broken;
+        }
+        int more = z->msg_more(&h), nmore = 0;
+        int rc = stz_rep_decode(z->msg_data(&h), z->msg_size(&h), rep, err);
+        z->msg_close(&h);
+        while (more) { /* every frame of this message, even a bad one */
+            zmq_msg_t *m = nmore == 0 ? data : &h;
+            if (nmore > 0)
+                z->msg_init(m);
+            if (z->msg_recv(m, c->sock, 0) < 0) {
+                e = stz_errno(z);
+                if (m != data)
+                    z->msg_close(m);
+                goto broken;
+            }
+            more = z->msg_more(m);
+            if (nmore++ > 0)
+                z->msg_close(m);
+        }
+        if (rc < 0 || (rep->id == req->id &&
+                        stz_rep_check(rep, nmore, z->msg_size(data), err) < 0)) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            z->msg_close(data);
+            psi_fail(err, EPROTO, "zmq store %s: bad reply: %.150s", c->ep, why);
+            stz_conn_drop(z, c);
+            return -1;
+        }
+        if (rep->id == req->id && rep->op == req->op)
+            return 0;
+        z->msg_close(data); /* a stale reply of an abandoned request */
+        z->msg_init(data);
+    }
+    e = EPROTO;
+broken:
+    z->msg_close(data);
+    psi_fail(err, e, "zmq store %s: %s: %s", c->ep, step, strerror(e));
+    stz_conn_drop(z, c);
+    return -1;
+}
+
+/* The server's error reply as a psi_err, message frame included. */
+static int stz_rep_fail(const stz_api *z, const char *ep, const stz_rep *rep, zmq_msg_t *data,
+                        const char *what, psi_err *err)
+{
+    int n = (int)z->msg_size(data);
+    psi_fail(err, (int)rep->status, "zmq store %s: %s: %.*s", ep, what, n,
+             (const char *)z->msg_data(data));
+    z->msg_close(data);
+    return -1;
+}
+
+/* ---- auto-start ----------------------------------------------------------- */
+
+/* The psi binary: PSI_STORE_SERVER_BIN, else psi next to the code we run
+ * in (build/psi beside build/libpsinterpose.so; ../bin/psi from an
+ * installed lib dir), else on PATH. */
+static int stz_server_bin(char *out, size_t cap)
+{
+    const char *env = getenv("PSI_STORE_SERVER_BIN");
+    Dl_info info;
+
+    if (env && *env)
+        return snprintf(out, cap, "%s", env) < (int)cap && access(out, X_OK) == 0 ? 0 : -1;
+    if (dladdr((void *)&psi_store_zmq_ops, &info) && info.dli_fname) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", info.dli_fname);
+        char *slash = strrchr(dir, '/');
+        if (slash) {
+            *slash = '\0';
+            if (snprintf(out, cap, "%s/psi", dir) < (int)cap && access(out, X_OK) == 0)
+                return 0;
+            if (snprintf(out, cap, "%s/../bin/psi", dir) < (int)cap && access(out, X_OK) == 0)
+                return 0;
+        }
+    }
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *colon = strchrnul(path, ':');
+        int n = (int)(colon - path);
+        if (n > 0 && snprintf(out, cap, "%.*s/psi", n, path) < (int)cap &&
+            access(out, X_OK) == 0)
+            return 0;
+        path = *colon ? colon + 1 : colon;
+    }
+    return -1;
+}
+
+/* The server's environment: ours without LD_PRELOAD, with PSI_DISABLE=1. */
+static char **stz_server_env(void)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env), **o = env;
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 &&
+            strncmp(environ[i], "PSI_DISABLE=", 12) != 0)
+            *o++ = environ[i];
+    *o++ = "PSI_DISABLE=1";
+    *o = NULL;
+    return env;
+}
+
+/* Starts bin detached: double fork + setsid, stdio to logfd. Raw system
+ * calls only between the forks and the exec: this may run in any thread of
+ * any program, and nothing of ours (locks, hooks, malloc) is safe there. */
+static int stz_spawn(const char *bin, char *const argv[], char *const envp[], int nullfd,
+                     int logfd)
+{
+    long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        syscall(SYS_setsid);
+        long gpid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        if (gpid == 0) {
+            syscall(SYS_dup3, nullfd, 0, 0);
+            syscall(SYS_dup3, logfd, 1, 0);
+            syscall(SYS_dup3, logfd, 2, 0);
+#ifdef SYS_close_range
+            syscall(SYS_close_range, 3, ~0u, 0);
+#endif
+            syscall(SYS_execve, bin, argv, envp);
+            syscall(SYS_exit_group, 127);
+        }
+        syscall(SYS_exit_group, gpid < 0 ? 1 : 0);
+    }
+    int st;
+    while (waitpid((pid_t)pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* No server answers at ep: start one, unless another process is doing so
+ * (the lock file), and wait until it answers. */
+static int stz_autostart(const stz_ep *ep, psi_err *err)
+{
+    static atomic_int started_logged;
+    char eps[STZ_EP_STR_MAX], lock[PATH_MAX], logp[PATH_MAX], bin[PATH_MAX];
+    const char *rt = psi_runtime_dir();
+
+    if (!rt)
+        return psi_fail(err, ECONNREFUSED, "zmq store: no runtime directory to start a "
+                        "server in");
+    if (stz_ep_string(ep, eps, sizeof eps, err) < 0)
+        return -1;
+    const char *tag = ep->kind == STZ_EP_DEFAULT ? "store" : "store-tcp";
+    snprintf(lock, sizeof lock, "%s/%s.lock", rt, tag);
+    snprintf(logp, sizeof logp, "%s/%s.log", rt, tag);
+    if (stz_server_bin(bin, sizeof bin) < 0)
+        return psi_fail(err, ECONNREFUSED, "zmq store %s: no server, and no psi binary to "
+                        "start one (set PSI_STORE_SERVER_BIN)", eps);
+
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lfd < 0)
+        return psi_fail(err, ECONNREFUSED, "zmq store %s: lock %s: %s", eps, lock,
+                        strerror(errno));
+    while (flock(lfd, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    int rc = 0;
+    if (stz_probe(ep, 1000) != 0) {
+        char **envp = stz_server_env();
+        int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        char *argv[] = {bin, "store-server", "--bind", eps, "--foreground",
+                        "--idle-exit", STZ_AUTO_IDLE_EXIT, NULL};
+        if (!envp || nullfd < 0 || logfd < 0 || stz_spawn(bin, argv, envp, nullfd, logfd) < 0)
+            rc = psi_fail(err, ECONNREFUSED, "zmq store %s: cannot start %s store-server: %s",
+                          eps, bin, strerror(errno));
+        free(envp);
+        if (nullfd >= 0)
+            close(nullfd);
+        if (logfd >= 0)
+            close(logfd);
+        for (int waited = 0; rc == 0 && stz_probe(ep, 1000) != 0; waited += 10) {
+            if (waited >= STZ_START_WAIT_MS) {
+                rc = psi_fail(err, ECONNREFUSED, "zmq store %s: started %s store-server, but "
+                              "it did not answer within %d ms (see %s)", eps, bin,
+                              STZ_START_WAIT_MS, logp);
+                break;
+            }
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (rc == 0)
+            psi_log_once(started_logged, PSI_LOG_INFO, "zmq store: started %s store-server "
+                         "on %s (log %s)", bin, eps, logp);
+    }
+    flock(lfd, LOCK_UN);
+    close(lfd);
+    return rc;
+}
+
+/* ---- the connector -------------------------------------------------------- */
+
+/* Takes the lock and the library; NULL (err set) if libzmq is missing. */
+static const stz_api *stz_enter(psi_err *err)
+{
+    const stz_api *z = stz_load(err);
+    if (!z)
+        return NULL;
+    pthread_once(&stz_atfork_once, stz_atfork_init);
+    PSI_STORE_ENTER();
+    pthread_mutex_lock(&stz_lock);
+    return z;
+}
+
+static void stz_leave(void)
+{
+    pthread_mutex_unlock(&stz_lock);
+    PSI_STORE_LEAVE();
+}
+
+/* The payload, copied into a message and hashed in one pass. */
+static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len,
+                    psi_hash128 *sum)
+{
+    if (z->msg_init_size(m, len) < 0)
+        return -1;
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) {
+        z->msg_close(m);
+        errno = ENOMEM;
+        return -1;
+    }
+    uint8_t *dst = z->msg_data(m);
+    const uint8_t *src = buf;
+    XXH3_128bits_reset(st);
+    for (size_t off = 0; off < len; off += STZ_CHUNK) {
+        size_t n = len - off < STZ_CHUNK ? len - off : STZ_CHUNK;
+        XXH3_128bits_update(st, src + off, n);
+        memcpy(dst + off, src + off, n);
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    sum->lo = h.low64;
+    sum->hi = h.high64;
+    return 0;
+}
+
+static int st_zmq_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
+                      psi_token *tok, psi_err *err)
+{
+    st_zmq *zs = (st_zmq *)s;
+    stz_req req = {.op = STZ_PUT, .lifetime = o->lifetime, .ttl = o->ttl, .size = len};
+    zmq_msg_t payload, data;
+    stz_rep rep;
+    stz_ep kep = zs->u.ep;
+    char key[PSI_TOKEN_KEY_MAX + 1];
+    psi_err local;
+
+    if (!err)
+        err = &local;
+    const stz_api *z = stz_enter(err);
+    if (!z)
+        return -1;
+    int rc = -1;
+    stz_conn *c = stz_conn_get(z, &zs->u.ep, zs->u.timeout_ms, err);
+    if (!c && zs->u.autostart && err->code == ECONNREFUSED &&
+        stz_autostart(&zs->u.ep, err) == 0)
+        c = stz_conn_get(z, &zs->u.ep, zs->u.timeout_ms, err);
+    if (!c)
+        goto out;
+    if (stz_fill(z, &payload, buf, len, &req.sum) < 0) {
+        psi_fail(err, ENOMEM, "zmq store %s: no memory for a %zu-byte message", c->ep, len);
+        goto out;
+    }
+    char eps[STZ_EP_STR_MAX];
+    snprintf(eps, sizeof eps, "%s", c->ep); /* c may be dropped by stz_call */
+    if (stz_call(z, c, &req, &payload, &rep, &data, err) < 0)
+        goto out;
+    if (rep.status != 0) {
+        stz_rep_fail(z, eps, &rep, &data, rep.status == ENOSPC ? "store full" : "put", err);
+        goto out;
+    }
+    /* The server's --advertise address, if it has one, is what a receiver
+     * on another node can reach. */
+    size_t an = z->msg_size(&data);
+    if (an > 0) {
+        char adv[STZ_ADVERTISE_MAX + 1];
+        memcpy(adv, z->msg_data(&data), an);
+        adv[an] = '\0';
+        if (stz_ep_parse(adv, &kep, err) < 0) {
+            z->msg_close(&data);
+            psi_fail(err, EPROTO, "zmq store %s: server advertises a bad address '%s'", eps,
+                     adv);
+            goto out;
+        }
+    }
+    z->msg_close(&data);
+    int kn = stz_key_encode(&kep, &req.sum, key, err);
+    if (kn < 0)
+        goto out;
+    memset(tok, 0, sizeof *tok);
+    tok->connector = PSI_CONN_ZMQ;
+    tok->lifetime = o->lifetime;
+    tok->size = len;
+    tok->sum = req.sum;
+    tok->ttl = o->ttl ? o->ttl : PSI_DEFAULT_TTL;
+    tok->key_len = (uint8_t)kn;
+    memcpy(tok->key, key, (size_t)kn + 1);
+    rc = 0;
+out:
+    stz_leave();
+    return rc;
+}
+
+/* The token's server endpoint and hash; EIO unless the key is ours and
+ * agrees with the token's checksum. */
+static int stz_token_ep(const psi_token *tok, stz_ep *ep, psi_err *err)
+{
+    psi_hash128 sum;
+    if (tok->key_len > PSI_TOKEN_KEY_MAX ||
+        stz_key_decode(tok->key, tok->key_len, ep, &sum, err) < 0)
+        return -1;
+    if (sum.lo != tok->sum.lo || sum.hi != tok->sum.hi)
+        return psi_fail(err, EIO, "zmq store: token key %s does not match the token's "
+                        "checksum", tok->key);
+    if (tok->size == 0 || tok->size > SIZE_MAX)
+        return psi_fail(err, EIO, "zmq store: object %s: bad size %llu", tok->key,
+                        (unsigned long long)tok->size);
+    return 0;
+}
+
+static void stz_msg_done(void *ctx)
+{
+    const stz_api *z = stz_load(NULL);
+    zmq_msg_t *m = ctx;
+    PSI_STORE_ENTER();
+    z->msg_close(m);
+    PSI_STORE_LEAVE();
+    free(m);
+}
+
+/* A request about one object at the token's server. Keeps the reply's
+ * data frame in *data for GET. */
+static int stz_obj_call(st_zmq *zs, uint8_t op, const psi_token *tok, stz_rep *rep,
+                        zmq_msg_t *data, psi_err *err)
+{
+    stz_req req = {.op = op, .lifetime = tok->lifetime, .size = tok->size, .sum = tok->sum};
+    stz_ep ep;
+    psi_err local;
+
+    if (!err)
+        err = &local;
+    if (stz_token_ep(tok, &ep, err) < 0)
+        return -1;
+    const stz_api *z = stz_enter(err);
+    if (!z)
+        return -1;
+    int rc = -1;
+    stz_conn *c = stz_conn_get(z, &ep, zs->u.timeout_ms, err);
+    if (c) {
+        char eps[STZ_EP_STR_MAX];
+        snprintf(eps, sizeof eps, "%s", c->ep);
+        if (stz_call(z, c, &req, NULL, rep, data, err) == 0) {
+            if (rep->status == 0)
+                rc = 0;
+            else
+                stz_rep_fail(z, eps, rep, data,
+                             rep->status == ENOENT ? "no such object" : "request", err);
+            if (rc < 0 || op != STZ_GET)
+                z->msg_close(data);
+        }
+        if (rc < 0 && err->code == ENOENT)
+            psi_fail(err, EIO, "zmq store %s: object %s not found (expired or released)",
+                     eps, tok->key);
+    }
+    stz_leave();
+    return rc;
+}
+
+static int st_zmq_get(psi_store *s, const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    stz_rep rep;
+    zmq_msg_t data;
+
+    if (stz_obj_call((st_zmq *)s, STZ_GET, tok, &rep, &data, err) < 0)
+        return -1;
+    /* The reply's frame is the payload: kept alive, not copied, until
+     * psi_obj_release calls done. */
+    zmq_msg_t *m = malloc(sizeof *m);
+    const stz_api *z = stz_load(NULL);
+    if (!m) {
+        PSI_STORE_ENTER();
+        z->msg_close(&data);
+        PSI_STORE_LEAVE();
+        return psi_fail(err, ENOMEM, "zmq store: out of memory");
+    }
+    PSI_STORE_ENTER();
+    z->msg_init(m);
+    z->msg_move(m, &data);
+    z->msg_close(&data);
+    PSI_STORE_LEAVE();
+    obj->data = z->msg_data(m);
+    obj->len = z->msg_size(m);
+    obj->map_base = NULL;
+    obj->heap = NULL;
+    obj->done = stz_msg_done;
+    obj->done_ctx = m;
+    return 0;
+}
+
+static int st_zmq_release(psi_store *s, const psi_token *tok, psi_err *err)
+{
+    stz_rep rep;
+    zmq_msg_t data;
+
+    if (tok->lifetime == PSI_LIFE_TTL)
+        return 0; /* the object expires */
+    return stz_obj_call((st_zmq *)s, STZ_RELEASE, tok, &rep, &data, err);
+}
+
+static int st_zmq_exists(psi_store *s, const psi_token *tok)
+{
+    stz_rep rep;
+    zmq_msg_t data;
+
+    return stz_obj_call((st_zmq *)s, STZ_PING, tok, &rep, &data, NULL) == 0 && rep.v1 == 1;
+}
+
+/* A request about the store as a whole, at the store's own endpoint. */
+static int stz_store_call(st_zmq *zs, uint8_t op, stz_rep *rep, zmq_msg_t *data,
+                          const stz_api **zp, psi_err *err)
+{
+    stz_req req = {.op = op};
+    const stz_api *z = stz_enter(err);
+    if (!z)
+        return -1;
+    *zp = z;
+    int rc = -1;
+    stz_conn *c = stz_conn_get(z, &zs->u.ep, zs->u.timeout_ms, err);
+    if (c) {
+        char eps[STZ_EP_STR_MAX];
+        snprintf(eps, sizeof eps, "%s", c->ep);
+        if (stz_call(z, c, &req, NULL, rep, data, err) == 0) {
+            if (rep->status == 0)
+                rc = 0;
+            else
+                stz_rep_fail(z, eps, rep, data, "request", err);
+        }
+    }
+    stz_leave();
+    return rc;
+}
+
+static int st_zmq_gc(psi_store *s, psi_gc_report *r, psi_err *err)
+{
+    const stz_api *z;
+    stz_rep rep;
+    zmq_msg_t data;
+
+    memset(r, 0, sizeof *r);
+    if (stz_store_call((st_zmq *)s, STZ_GC, &rep, &data, &z, err) < 0)
+        return -1;
+    PSI_STORE_ENTER();
+    z->msg_close(&data);
+    PSI_STORE_LEAVE();
+    r->objects_removed = rep.v1;
+    r->bytes_freed = rep.v2;
+    return 0;
+}
+
+static int st_zmq_ls(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err)
+{
+    st_zmq *zs = (st_zmq *)s;
+    const stz_api *z;
+    stz_rep rep;
+    zmq_msg_t data;
+    char eps[STZ_EP_STR_MAX];
+
+    if (stz_store_call(zs, STZ_LS, &rep, &data, &z, err) < 0)
+        return -1;
+    stz_ep_string(&zs->u.ep, eps, sizeof eps, NULL);
+    const uint8_t *p = z->msg_data(&data);
+    size_t n = z->msg_size(&data) / STZ_LS_REC_LEN;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        stz_ls_rec r;
+        psi_obj_info o = {0};
+        stz_ls_decode(p + i * STZ_LS_REC_LEN, &r);
+        if (stz_key_encode(&zs->u.ep, &r.sum, o.key, NULL) < 0)
+            psi_hash_hex(&r.sum, o.key);
+        o.size = r.size;
+        o.age = r.age;
+        o.refs = r.refs;
+        o.expires = r.expires;
+        o.lifetime = r.lifetime;
+        snprintf(o.where, sizeof o.where, "%.95s", eps);
+        rc = fn(&o, arg);
+    }
+    PSI_STORE_ENTER();
+    z->msg_close(&data);
+    PSI_STORE_LEAVE();
+    return 0;
+}
+
+int stz_stats_get(psi_store *s, stz_stats *out, psi_err *err)
+{
+    const stz_api *z;
+    stz_rep rep;
+    zmq_msg_t data;
+
+    if (s->ops != &psi_store_zmq_ops)
+        return psi_fail(err, EINVAL, "store %s is not a zmq store", s->url);
+    if (stz_store_call((st_zmq *)s, STZ_STATS, &rep, &data, &z, err) < 0)
+        return -1;
+    stz_stats_decode(z->msg_data(&data), out);
+    PSI_STORE_ENTER();
+    z->msg_close(&data);
+    PSI_STORE_LEAVE();
+    return 0;
+}
+
+/* url NULL or "": PSI_STORE if it is a zmq:// URL, else the node-local
+ * default. No I/O here: the first put connects (and starts a server). */
+static int st_zmq_open(const char *url, psi_store **out, psi_err *err)
+{
+    if (!url || !url[0]) {
+        const char *env = getenv("PSI_STORE");
+        url = env && strncmp(env, "zmq://", 6) == 0 ? env : "zmq://";
+    }
+    if (strlen(url) >= sizeof(((psi_store *)0)->url))
+        return psi_fail(err, ENAMETOOLONG, "PSI_STORE: URL too long");
+    st_zmq *zs = calloc(1, sizeof *zs);
+    if (!zs)
+        return psi_fail(err, ENOMEM, "zmq store: out of memory");
+    if (stz_url_parse(url, &zs->u, err) < 0) {
+        free(zs);
+        return -1;
+    }
+    zs->base.ops = &psi_store_zmq_ops;
+    snprintf(zs->base.url, sizeof zs->base.url, "%s", url);
+    *out = &zs->base;
+    return 0;
+}
+
+/* Connections are shared by the process and outlive a handle. */
+static void st_zmq_close(psi_store *s)
+{
+    free(s);
+}
+
+static void st_zmq_forget(psi_store *s)
+{
+    stz_child_reset();
+    free(s);
+}
+
+const psi_store_ops psi_store_zmq_ops = {
+    .scheme = "zmq",
+    .id = PSI_CONN_ZMQ,
+    .open = st_zmq_open,
+    .put = st_zmq_put,
+    .get = st_zmq_get,
+    .release = st_zmq_release,
+    .exists = st_zmq_exists,
+    .gc = st_zmq_gc,
+    .ls = st_zmq_ls,
+    .close = st_zmq_close,
+    .forget = st_zmq_forget,
+};
