@@ -657,6 +657,10 @@ int stz_url_parse(const char *url, stz_url *u, psi_err *err)
         u->autostart = true;
         rc = 0;
     } else if (p[0] == '/') {
+        if (n > STZ_IPC_PATH_MAX)
+            return psi_fail(err, ENAMETOOLONG, "PSI_STORE '%s': a token can name an ipc path "
+                            "of at most %d bytes; use a shorter path, tcp:// or zmq://", url,
+                            STZ_IPC_PATH_MAX);
         rc = ipc_path_set(p, n, &u->ep, "PSI_STORE", err);
     } else {
         if (memchr(p, '/', n))

@@ -213,6 +213,7 @@ static void test_url_errors(void **state)
         "zmq://?timeout_ms=abc",
         "zmq://?bogus=1",
         "zmq://10.1.2.3:5?autostart=1",  /* autostart needs a local endpoint */
+        "zmq:///a/path/that/is/longer/than/forty/seven/bytes/x.sock", /* no room in a key */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         stz_url u;
