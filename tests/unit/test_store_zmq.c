@@ -682,6 +682,67 @@ static void test_live_server_gone(void **state)
     free(p);
 }
 
+/* Four processes put to zmq:// at once with no server: the lock lets
+ * exactly one start it, and every put succeeds. */
+static void test_live_autostart_once(void **state)
+{
+    char dir[PATH_MAX], run[PATH_MAX], logp[PATH_MAX], line[512];
+    enum { N = 4 };
+    pid_t kids[N];
+
+    if (!psi_bin[0] && find_psi() < 0)
+        skip();
+    snprintf(dir, sizeof dir, "/tmp/psi-za-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(run, sizeof run, "%.200s/run", dir);
+    snprintf(logp, sizeof logp, "%.200s/run/store.log", dir);
+    assert_int_equal(mkdir(run, 0700), 0);
+    for (int i = 0; i < N; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            /* a fresh process: the runtime dir is read on first use */
+            setenv("PSI_RUNTIME_DIR", run, 1);
+            setenv("PSI_STORE_SERVER_BIN", psi_bin, 1);
+            psi_store *s;
+            psi_token tok;
+            psi_err err = {0};
+            uint8_t *p = pattern(20000, 100 + (unsigned)i);
+            int ok = psi_store_open("zmq://", &s, &err) == 0 &&
+                     psi_store_put(s, p, 20000, NULL, &tok, &err) == 0 && tok.key[0] == 'i';
+            if (!ok)
+                fprintf(stderr, "child %d: %s\n", i, err.msg);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        int st;
+        assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    int starts = 0;
+    long pid = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *b = strstr(line, "psi store-server[");
+        if (b && !pid)
+            pid = strtol(b + strlen("psi store-server["), NULL, 10);
+        starts += strstr(line, "listening on") != NULL;
+    }
+    fclose(f);
+    assert_true(pid > 1);
+    kill((pid_t)pid, SIGTERM);
+    assert_int_equal(starts, 1);
+    char cmd[PATH_MAX + 16];
+    for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %.200s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -700,6 +761,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_full, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_fork, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_server_gone, live_setup, live_teardown),
+        cmocka_unit_test(test_live_autostart_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
