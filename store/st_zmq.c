@@ -168,6 +168,9 @@ static stz_conn *stz_conn_get(const stz_api *z, const stz_ep *ep, int timeout_ms
             return NULL;
         }
         z->ctx_set(stz_ctx, ZMQ_IO_THREADS, 1);
+        /* Names our I/O thread, so the hooks pass its sockets through
+         * (psi_store_thread_internal). */
+        z->ctx_set(stz_ctx, ZMQ_THREAD_NAME_PREFIX, PSI_ZMQ_THREAD_PREFIX);
         z->ctx_set(stz_ctx, ZMQ_BLOCKY, 0);
     }
     if (stz_nconns >= STZ_MAX_CONNS) { /* drop the oldest (the list tail) */

@@ -414,6 +414,25 @@ static uint64_t srv_default_max(void)
 
 int cmd_store_server_status(const char *url);
 
+/* Under LD_PRELOAD=libpsinterpose (started by hand inside `psi run`), the
+ * hooks would register our endpoints as interposed listeners and peers
+ * would frame the store's own connections: run again without it. */
+static void srv_unpreload(int argc, char **argv)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (!pre || !strstr(pre, "libpsinterpose"))
+        return;
+    char **v = calloc((size_t)argc + 2, sizeof *v);
+    if (!v)
+        return;
+    v[0] = "psi";
+    memcpy(v + 1, argv, (size_t)argc * sizeof *v);
+    unsetenv("LD_PRELOAD");
+    setenv("PSI_DISABLE", "1", 1);
+    execv("/proc/self/exe", v);
+    free(v); /* exec failed: carry on interposed */
+}
+
 int cmd_store_server(int argc, char **argv)
 {
     const char *binds[SRV_MAX_BINDS], *log_file = NULL, *status_url = NULL;
@@ -475,6 +494,7 @@ int cmd_store_server(int argc, char **argv)
         return cmd_usage_error("store-server", "unexpected argument '%s'", argv[optind]);
     if (status)
         return cmd_store_server_status(status_url);
+    srv_unpreload(argc, argv);
 
     if (!(s.z = stz_load(&e))) {
         fprintf(stderr, "psi store-server: %s\n", e.msg);

@@ -50,12 +50,12 @@ xfer() {
     out=$name.out
     [[ -f $in ]] || payload "$in" "$n"
     port=$(free_port)
-    spawn "$name.srv.out" "$name.srv.err" preload env PSI_STORE="$store" PSI_THRESHOLD=$T \
+    spawn "$name.srv.out" "$name.srv.err" preload env "${XENV[@]}" PSI_STORE="$store" PSI_THRESHOLD=$T \
         PSI_STATS="$TEST_TMP/$name.srv.stats" socat -u -b $B \
         "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:$out,creat,trunc"
     spid=$SPAWNED
     wait_listen "$port" "$spid"
-    spawn "$name.cli.out" "$name.cli.err" preload env PSI_STORE="$store" PSI_THRESHOLD=$T \
+    spawn "$name.cli.out" "$name.cli.err" preload env "${XENV[@]}" PSI_STORE="$store" PSI_THRESHOLD=$T \
         PSI_STATS="$TEST_TMP/$name.cli.stats" socat -u -b $B "OPEN:$in" "TCP:127.0.0.1:$port"
     cpid=$SPAWNED
     await_ok "$cpid" "$name: sending socat"
@@ -77,6 +77,7 @@ xfer() {
     log "ok $name: $n bytes, $ts tokens"
 }
 
+XENV=(PSI_LOG=warn) # extra settings for both socats
 sizes() { echo $((thr - 1)) "$thr" $((thr + 1)) $((64 * MiB)); }
 
 # 1. auto-start of the node-local server
@@ -112,6 +113,37 @@ done
 expect_empty "zmq://127.0.0.1:$zport" "tcp server"
 expect_empty "zmq://$zsock" "ipc server"
 log "ok hand-started tcp and ipc servers: empty after the runs"
+
+# 2b. PSI_PEERS covers the store server's address: the connections libzmq's
+# I/O thread makes to it must still never be framed.
+XENV=(PSI_PEERS="127.0.0.1:*")
+xfer "zmq://127.0.0.1:$zport" "peers-$thr" "$thr"
+XENV=(PSI_LOG=warn)
+expect_empty "zmq://127.0.0.1:$zport" "peers"
+log "ok PSI_PEERS=127.0.0.1:* does not frame the store's own connection"
+
+# 2c. a full server refuses the put: inline, one warning saying so
+fport=$(free_port)
+spawn zsrv.full.out zsrv.full.err preload "$PSI_BIN" store-server --foreground \
+    --bind "tcp://127.0.0.1:$fport" --max-bytes 1M
+fullpid=$SPAWNED
+wait_listen "$fport" "$fullpid"
+grep -q LD_PRELOAD "/proc/$fullpid/environ" && fail "store-server kept LD_PRELOAD"
+payload two.bin 2M
+port=$(free_port)
+spawn full.srv.out full.srv.err preload env PSI_STATS="$TEST_TMP/full.srv.stats" \
+    socat -u -b $B "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:full.got,creat,trunc"
+spid=$SPAWNED
+wait_listen "$port" "$spid"
+spawn full.cli.out full.cli.err preload env PSI_STORE="zmq://127.0.0.1:$fport" \
+    PSI_STATS="$TEST_TMP/full.cli.stats" socat -u -b $B OPEN:two.bin "TCP:127.0.0.1:$port"
+await_ok "$SPAWNED" "full: sender"
+await_ok "$spid" "full: receiver"
+same_bytes two.bin full.got "full store: inline"
+expect_stat full.cli.stats inline_fallbacks -ge 1 "full store"
+expect_stat full.cli.stats tokens_sent -eq 0 "full store"
+grep -q "store full" full.cli.err || fail "full store: no 'store full' warning: $(cat full.cli.err)"
+log "ok full store: inline: $(cat full.cli.err)"
 
 # netio transfer NAME STORE SERVER-STEPS... -- CLIENT-STEPS...
 transfer() {
