@@ -40,6 +40,7 @@
 #define STZ_CHUNK (256u << 10) /* hashed then copied while still in cache */
 #define STZ_START_WAIT_MS 5000 /* for an auto-started server to answer */
 #define STZ_AUTO_IDLE_EXIT "600" /* an auto-started server's --idle-exit */
+#define STZ_SLOW_RATE 10000 /* bytes per ms (10 MB/s): the slowest link we wait for */
 
 typedef struct st_zmq {
     psi_store base;
@@ -49,7 +50,8 @@ typedef struct st_zmq {
 typedef struct stz_conn {
     struct stz_conn *next;
     void *sock;
-    int timeout_ms;
+    int timeout_ms;     /* the URL's, for sends and small replies */
+    int rcv_timeout_ms; /* ZMQ_RCVTIMEO as set now */
     char ep[STZ_EP_STR_MAX];
 } stz_conn;
 
@@ -198,6 +200,7 @@ static stz_conn *stz_conn_get(const stz_api *z, const stz_ep *ep, int timeout_ms
         return NULL;
     }
     c->timeout_ms = timeout_ms;
+    c->rcv_timeout_ms = timeout_ms;
     snprintf(c->ep, sizeof c->ep, "%s", eps);
     c->next = stz_conns;
     stz_conns = c;
@@ -212,8 +215,27 @@ static stz_conn *stz_conn_get(const stz_api *z, const stz_ep *ep, int timeout_ms
 static int stz_errno(const stz_api *z)
 {
     int e = z->err();
-    return e == EAGAIN ? ETIMEDOUT : e == ETERM || e == ENOTSOCK ? EIO : e;
+    return e == EAGAIN || e == EINTR ? ETIMEDOUT : e == ETERM || e == ENOTSOCK ? EIO : e;
 }
+
+static int64_t stz_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A libzmq call interrupted by one of the application's signals is
+ * restarted, within the request's deadline (each restart restarts the
+ * socket timeout). */
+#define STZ_RESTART(call, z, deadline)                                        \
+    ({                                                                        \
+        int r_;                                                               \
+        while ((r_ = (call)) < 0 && (z)->err() == EINTR &&                    \
+               stz_now_ms() < (deadline))                                     \
+            ;                                                                 \
+        r_;                                                                   \
+    })
 
 /* Sends req (+ payload, consumed) and waits for its reply. On success *rep
  * is filled and *data holds the data frame if the reply has one (the
@@ -232,13 +254,26 @@ static int stz_call(const stz_api *z, stz_conn *c, stz_req *req, zmq_msg_t *payl
     z->msg_init(data);
     req->id = ++stz_next_id;
     stz_req_encode(req, hdr);
-    if (z->send(c->sock, hdr, sizeof hdr, payload ? ZMQ_SNDMORE : 0) < 0) {
+    /* Moving a large payload takes time of its own: the reply may wait
+     * timeout_ms plus 1 ms per STZ_SLOW_RATE bytes moved. */
+    int wait_ms = c->timeout_ms;
+    uint64_t moved = req->op == STZ_PUT || req->op == STZ_GET ? req->size : 0;
+    if (moved / STZ_SLOW_RATE < (uint64_t)(INT_MAX - wait_ms))
+        wait_ms += (int)(moved / STZ_SLOW_RATE);
+    else
+        wait_ms = INT_MAX;
+    if (wait_ms != c->rcv_timeout_ms &&
+        z->setsockopt(c->sock, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms) == 0)
+        c->rcv_timeout_ms = wait_ms;
+    int64_t deadline = stz_now_ms() + (int64_t)c->timeout_ms + wait_ms;
+    if (STZ_RESTART(z->send(c->sock, hdr, sizeof hdr, payload ? ZMQ_SNDMORE : 0), z,
+                    deadline) < 0) {
         e = stz_errno(z);
         if (payload)
             z->msg_close(payload);
         goto broken;
     }
-    if (payload && z->msg_send(payload, c->sock, 0) < 0) {
+    if (payload && STZ_RESTART(z->msg_send(payload, c->sock, 0), z, deadline) < 0) {
         e = stz_errno(z);
         z->msg_close(payload);
         goto broken;
@@ -247,7 +282,7 @@ static int stz_call(const stz_api *z, stz_conn *c, stz_req *req, zmq_msg_t *payl
     for (int skipped = 0; skipped < 64; skipped++) {
         zmq_msg_t h;
         z->msg_init(&h);
-        if (z->msg_recv(&h, c->sock, 0) < 0) {
+        if (STZ_RESTART(z->msg_recv(&h, c->sock, 0), z, deadline) < 0) {
             e = stz_errno(z);
             z->msg_close(&h);
             goto broken;
@@ -259,7 +294,7 @@ static int stz_call(const stz_api *z, stz_conn *c, stz_req *req, zmq_msg_t *payl
             zmq_msg_t *m = nmore == 0 ? data : &h;
             if (nmore > 0)
                 z->msg_init(m);
-            if (z->msg_recv(m, c->sock, 0) < 0) {
+            if (STZ_RESTART(z->msg_recv(m, c->sock, 0), z, deadline) < 0) {
                 e = stz_errno(z);
                 if (m != data)
                     z->msg_close(m);
@@ -647,9 +682,9 @@ static int st_zmq_get(psi_store *s, const psi_token *tok, psi_obj *obj, psi_err 
     z->msg_init(m);
     z->msg_move(m, &data);
     z->msg_close(&data);
-    PSI_STORE_LEAVE();
     obj->data = z->msg_data(m);
     obj->len = z->msg_size(m);
+    PSI_STORE_LEAVE();
     obj->map_base = NULL;
     obj->heap = NULL;
     obj->done = stz_msg_done;
@@ -728,8 +763,10 @@ static int st_zmq_ls(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err)
     if (stz_store_call(zs, STZ_LS, &rep, &data, &z, err) < 0)
         return -1;
     stz_ep_string(&zs->u.ep, eps, sizeof eps, NULL);
+    PSI_STORE_ENTER();
     const uint8_t *p = z->msg_data(&data);
     size_t n = z->msg_size(&data) / STZ_LS_REC_LEN;
+    PSI_STORE_LEAVE();
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         stz_ls_rec r;
@@ -761,8 +798,8 @@ int stz_stats_get(psi_store *s, stz_stats *out, psi_err *err)
         return psi_fail(err, EINVAL, "store %s is not a zmq store", s->url);
     if (stz_store_call((st_zmq *)s, STZ_STATS, &rep, &data, &z, err) < 0)
         return -1;
-    stz_stats_decode(z->msg_data(&data), out);
     PSI_STORE_ENTER();
+    stz_stats_decode(z->msg_data(&data), out);
     z->msg_close(&data);
     PSI_STORE_LEAVE();
     return 0;
