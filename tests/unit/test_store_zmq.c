@@ -662,6 +662,38 @@ static void test_live_fork(void **state)
     free(p);
 }
 
+/* A request that times out (server stopped) fails with ETIMEDOUT, retried
+ * then EIO; once the server runs again the next request on that endpoint
+ * gets its own reply, not the stale one. */
+static void test_live_timeout_recovers(void **state)
+{
+    LIVE(l);
+    psi_token tok;
+    psi_obj o;
+    psi_err err = {0};
+    psi_store *fast;
+    char url[PATH_MAX + 64];
+    uint8_t *p = pattern(40000, 9);
+
+    put_ok(l, p, 40000, PSI_LIFE_REFCOUNT, 0, &tok);
+    snprintf(url, sizeof url, "zmq://%.200s/s.sock?timeout_ms=300", l->dir);
+    assert_int_equal(psi_store_open(url, &fast, &err), 0);
+    assert_int_equal(kill(l->pid, SIGSTOP), 0);
+    assert_int_equal(fast->ops->get(fast, &tok, &o, &err), -1);
+    assert_int_equal(err.code, ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "ipc://"));
+    assert_int_equal(kill(l->pid, SIGCONT), 0);
+    /* its answer to the abandoned GET goes to the closed socket, not here */
+    assert_int_equal(fast->ops->get(fast, &tok, &o, &err), 0);
+    assert_int_equal(o.len, 40000);
+    assert_memory_equal(o.data, p, 40000);
+    psi_obj_release(&o);
+    resolve_ok(l, &tok, p, 40000);
+    assert_int_equal(stats(l).objects, 0);
+    psi_store_close(fast);
+    free(p);
+}
+
 static void test_live_server_gone(void **state)
 {
     LIVE(l);
@@ -760,6 +792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_evict_on_read, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_full, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_fork, live_setup, live_teardown),
+        cmocka_unit_test_setup_teardown(test_live_timeout_recovers, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_server_gone, live_setup, live_teardown),
         cmocka_unit_test(test_live_autostart_once),
     };
