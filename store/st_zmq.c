@@ -40,6 +40,7 @@
 #define STZ_CHUNK (256u << 10) /* hashed then copied while still in cache */
 #define STZ_START_WAIT_MS 5000 /* for an auto-started server to answer */
 #define STZ_AUTO_IDLE_EXIT "600" /* an auto-started server's --idle-exit */
+#define STZ_LEND_MIN (256u << 10) /* payloads sent without a copy */
 #define STZ_SLOW_RATE 10000 /* bytes per ms (10 MB/s): the slowest link we wait for */
 
 typedef struct st_zmq {
@@ -529,6 +530,33 @@ static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len,
     return 0;
 }
 
+/* A large payload is sent from the application's buffer, not a copy: the
+ * message borrows it, and put returns only once libzmq has let go of it
+ * (stz_lend_done, called by libzmq's I/O thread after the last byte is
+ * written, or when a dropped socket discards the message). */
+typedef struct stz_lend {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} stz_lend;
+
+static void stz_lend_done(void *data, void *hint)
+{
+    stz_lend *l = hint;
+    pthread_mutex_lock(&l->mu);
+    l->done = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void stz_lend_wait(stz_lend *l)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!l->done)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
 static int st_zmq_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
                       psi_token *tok, psi_err *err)
 {
@@ -552,13 +580,23 @@ static int st_zmq_put(psi_store *s, const void *buf, size_t len, const psi_put_o
         c = stz_conn_get(z, &zs->u.ep, zs->u.timeout_ms, err);
     if (!c)
         goto out;
-    if (stz_fill(z, &payload, buf, len, &req.sum) < 0) {
+    stz_lend lend = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    bool lent = len >= STZ_LEND_MIN;
+    if (lent) {
+        req.sum = psi_hash_buf(buf, len);
+        if (z->msg_init_data(&payload, (void *)buf, len, stz_lend_done, &lend) < 0)
+            lend.done = 1, lent = false;
+    }
+    if (!lent && stz_fill(z, &payload, buf, len, &req.sum) < 0) {
         psi_fail(err, ENOMEM, "zmq store %s: no memory for a %zu-byte message", c->ep, len);
         goto out;
     }
     char eps[STZ_EP_STR_MAX];
     snprintf(eps, sizeof eps, "%s", c->ep); /* c may be dropped by stz_call */
-    if (stz_call(z, c, &req, &payload, &rep, &data, err) < 0)
+    int called = stz_call(z, c, &req, &payload, &rep, &data, err);
+    if (lent)
+        stz_lend_wait(&lend);
+    if (called < 0)
         goto out;
     if (rep.status != 0) {
         stz_rep_fail(z, eps, &rep, &data, rep.status == ENOSPC ? "store full" : "put", err);

@@ -30,6 +30,7 @@ typedef struct stz_api {
     int (*connect)(void *sock, const char *ep);
     int (*msg_init)(zmq_msg_t *m);
     int (*msg_init_size)(zmq_msg_t *m, size_t n);
+    int (*msg_init_data)(zmq_msg_t *m, void *data, size_t n, zmq_free_fn *ffn, void *hint);
     int (*msg_send)(zmq_msg_t *m, void *sock, int flags);
     int (*msg_recv)(zmq_msg_t *m, void *sock, int flags);
     int (*msg_close)(zmq_msg_t *m);

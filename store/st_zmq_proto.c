@@ -50,6 +50,7 @@ static void stz_load_once(void)
     STZ_SYM(connect, "zmq_connect");
     STZ_SYM(msg_init, "zmq_msg_init");
     STZ_SYM(msg_init_size, "zmq_msg_init_size");
+    STZ_SYM(msg_init_data, "zmq_msg_init_data");
     STZ_SYM(msg_send, "zmq_msg_send");
     STZ_SYM(msg_recv, "zmq_msg_recv");
     STZ_SYM(msg_close, "zmq_msg_close");

@@ -26,6 +26,7 @@
 #define SRV_MAX_BINDS 8
 #define SRV_TICK_MS 1000
 #define SRV_MAX_TTL (30u * 86400) /* a TTL above this is clamped */
+#define SRV_COPY_MAX (64u << 10)   /* objects up to this size are copied */
 
 typedef struct srv_obj {
     struct srv_obj *next;
@@ -197,8 +198,20 @@ static void srv_put(srv *s, zmq_msg_t *id, const stz_req *q, stz_rep *rep, zmq_m
         o->size = q->size;
         o->created = now;
         o->lifetime = q->lifetime;
-        s->z->msg_init(&o->msg);
-        s->z->msg_move(&o->msg, payload);
+        /* A small message may be a slice of libzmq's shared receive
+         * buffer, which it would pin for as long as we keep it: copy. */
+        if (q->size <= SRV_COPY_MAX) {
+            if (s->z->msg_init_size(&o->msg, q->size) < 0) {
+                free(o);
+                rep->status = ENOMEM;
+                srv_error(s, id, rep, "out of memory");
+                return;
+            }
+            memcpy(s->z->msg_data(&o->msg), s->z->msg_data(payload), q->size);
+        } else {
+            s->z->msg_init(&o->msg);
+            s->z->msg_move(&o->msg, payload);
+        }
         *pp = o;
         s->st.objects++;
         s->st.bytes += o->size;
