@@ -178,6 +178,9 @@ struct psi_store;
 /* Is anything listening at ep? A plain connect, so a dead server costs no
  * request timeout. 0, or an errno value (ECONNREFUSED, ENOENT...). */
 int stz_probe(const stz_ep *ep, int timeout_ms);
+/* Starts the server for ep (st_zmq_start.c) unless another process is
+ * doing so, and waits until it answers. 0, or -1 (ECONNREFUSED). */
+int stz_autostart(const stz_ep *ep, psi_err *err);
 /* The STATS of the server behind a zmq store handle. */
 int stz_stats_get(struct psi_store *s, stz_stats *out, psi_err *err);
 
