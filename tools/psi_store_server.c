@@ -6,6 +6,7 @@
  * stored buffer (zmq_msg_copy) instead of copying it. A one-second tick
  * drops objects past their TTL and checks --idle-exit. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -373,21 +374,51 @@ static const struct option srv_options[] = {
 };
 
 /* Fork twice and leave the session, so the server outlives whoever
- * started it and never becomes a zombie in their process table. */
+ * started it and is nobody's child. The caller's process waits on a pipe
+ * until the server has bound every endpoint (libzmq's context must be made
+ * after the forks), then exits 0, or 1 if the server could not start.
+ * Returns the pipe's write end in the server, or -1. */
 static int srv_daemonize(void)
 {
+    int p[2];
+    char c;
+
+    if (pipe(p) < 0)
+        return -1;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
-    if (pid > 0)
-        _exit(0);
+    if (pid > 0) {
+        close(p[1]);
+        ssize_t n;
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        exit(n == 1 ? 0 : CMD_EXIT_FAIL);
+    }
+    close(p[0]);
     setsid();
     pid = fork();
     if (pid < 0)
-        return -1;
+        _exit(CMD_EXIT_FAIL);
     if (pid > 0)
         _exit(0);
-    return 0;
+    return p[1];
+}
+
+/* The server is up: let the starter go, and keep no terminal open but the
+ * log (stderr). */
+static void srv_detached(int ready_fd)
+{
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        if (fd > 2)
+            close(fd);
+    }
+    if (write(ready_fd, "1", 1) < 0)
+        srv_log("cannot tell the starter we are up: %s", strerror(errno));
+    close(ready_fd);
 }
 
 /* One bind; an ipc endpoint a live server answers on is refused (libzmq
@@ -527,6 +558,11 @@ int cmd_store_server(int argc, char **argv)
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
 
+    int ready_fd = -1;
+    if (!foreground && (ready_fd = srv_daemonize()) < 0) {
+        fprintf(stderr, "psi store-server: fork: %s\n", strerror(errno));
+        return CMD_EXIT_FAIL;
+    }
     s.ctx = s.z->ctx_new();
     s.sock = s.ctx ? s.z->socket(s.ctx, ZMQ_ROUTER) : NULL;
     int zero = 0;
@@ -537,12 +573,10 @@ int cmd_store_server(int argc, char **argv)
     for (int i = 0; i < nbinds; i++)
         if (srv_bind(&s, binds[i]) < 0)
             return CMD_EXIT_FAIL;
-    /* Detach only once the endpoints answer: whoever started us can
-     * connect as soon as we return. */
-    if (!foreground && srv_daemonize() < 0) {
-        fprintf(stderr, "psi store-server: fork: %s\n", strerror(errno));
-        return CMD_EXIT_FAIL;
-    }
+    /* The starter returns only once the endpoints answer: it can connect
+     * at once. */
+    if (ready_fd >= 0)
+        srv_detached(ready_fd);
 
     struct sigaction sa = {.sa_handler = srv_on_signal};
     sigemptyset(&sa.sa_mask);

@@ -207,6 +207,20 @@ grep -q "retries" killed.srv.err || fail "killed: the log line does not say it r
 expect_stat killed.srv.stats errors -ge 1 "killed"
 log "ok server killed before the get: EIO: $(grep -E '^psi\[' killed.srv.err | head -1)"
 
+# 6. without --foreground the server detaches once it answers; a second
+# one on the same endpoint is refused.
+dsock=$TEST_TMP/d.sock
+"$PSI_BIN" store-server --bind "ipc://$dsock" --log-file "$TEST_TMP/dsrv.log" ||
+    fail "detached store-server exited with status $?"
+dpid=$(grep -oE 'psi store-server\[[0-9]+\]' "$TEST_TMP/dsrv.log" | head -1 | grep -oE '[0-9]+')
+[[ -n $dpid ]] && PIDS+=("$dpid")
+"$PSI_BIN" store-server --status="zmq://$dsock" >dsrv.status || fail "detached server does not answer"
+rc=0
+"$PSI_BIN" store-server --foreground --bind "ipc://$dsock" 2>dsrv2.err || rc=$?
+((rc == 1)) && grep -q "already answers" dsrv2.err || fail "a second server on $dsock: exit $rc, $(cat dsrv2.err)"
+kill "$dpid"
+log "ok detached server (pid $dpid) answers; a second one is refused"
+
 # The servers exit cleanly on SIGTERM.
 kill "$ipcpid" "$autopid"
 await "$ipcpid" "ipc store server" || fail "ipc store server: exit status $? on SIGTERM"
