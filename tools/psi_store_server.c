@@ -343,7 +343,18 @@ static int srv_one(srv *s)
     }
     s->last_activity = time(NULL);
     if (!have_hdr || stz_req_decode(z->msg_data(&hdr), z->msg_size(&hdr), &q, &e) < 0) {
-        srv_log("dropped a malformed request: %s", have_hdr ? e.msg : "no header frame");
+        /* At most one line a second: a broken or hostile peer must not
+         * fill the log. */
+        static time_t last;
+        static unsigned long quiet;
+        if (s->last_activity != last) {
+            srv_log("dropped a malformed request: %s (%lu more not logged)",
+                    have_hdr ? e.msg : "no header frame", quiet);
+            last = s->last_activity;
+            quiet = 0;
+        } else {
+            quiet++;
+        }
         goto out;
     }
     if (stz_req_check(&q, more, z->msg_size(&payload), &e) < 0) {

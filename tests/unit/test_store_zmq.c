@@ -662,6 +662,119 @@ static void test_live_fork(void **state)
     free(p);
 }
 
+/* Raw requests to the server: a DEALER of our own. */
+typedef struct raw {
+    const stz_api *z;
+    void *ctx, *sock;
+} raw;
+
+static void raw_open(raw *r, live *l)
+{
+    psi_err err = {0};
+    char ep[PATH_MAX + 16];
+    int t = 2000, zero = 0;
+    r->z = stz_load(&err);
+    assert_non_null(r->z);
+    r->ctx = r->z->ctx_new();
+    r->sock = r->z->socket(r->ctx, ZMQ_DEALER);
+    r->z->setsockopt(r->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+    r->z->setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof zero);
+    snprintf(ep, sizeof ep, "ipc://%.200s/s.sock", l->dir);
+    assert_int_equal(r->z->connect(r->sock, ep), 0);
+}
+
+static void raw_close(raw *r)
+{
+    r->z->close(r->sock);
+    r->z->ctx_term(r->ctx);
+}
+
+/* Sends n frames. */
+static void raw_send(raw *r, int n, const void *const *bufs, const size_t *lens)
+{
+    for (int i = 0; i < n; i++)
+        assert_true(r->z->send(r->sock, bufs[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0) >= 0);
+}
+
+/* Receives one reply; returns its status, or -1 if none came. */
+static int raw_reply(raw *r, stz_rep *rep)
+{
+    uint8_t h[64], d[256];
+    psi_err err = {0};
+    zmq_msg_t m;
+    r->z->msg_init(&m);
+    int n = r->z->msg_recv(&m, r->sock, 0);
+    if (n < 0) {
+        r->z->msg_close(&m);
+        return -1;
+    }
+    size_t len = r->z->msg_size(&m);
+    memcpy(h, r->z->msg_data(&m), len < sizeof h ? len : sizeof h);
+    int more = r->z->msg_more(&m);
+    r->z->msg_close(&m);
+    while (more) {
+        r->z->msg_init(&m);
+        r->z->msg_recv(&m, r->sock, 0);
+        size_t dl = r->z->msg_size(&m);
+        memcpy(d, r->z->msg_data(&m), dl < sizeof d - 1 ? dl : sizeof d - 1);
+        more = r->z->msg_more(&m);
+        r->z->msg_close(&m);
+    }
+    assert_int_equal(stz_rep_decode(h, len, rep, &err), 0);
+    return (int)rep->status;
+}
+
+static void test_live_malformed_requests(void **state)
+{
+    LIVE(l);
+    raw r;
+    stz_rep rep;
+    uint8_t hdr[STZ_REQ_LEN], payload[100] = {1, 2, 3};
+    raw_open(&r, l);
+
+    /* a header that does not decode: dropped, no reply */
+    static const uint8_t junk[5] = "junk";
+    raw_send(&r, 1, (const void *const[]){junk}, (const size_t[]){4});
+    /* PUT without its payload frame */
+    stz_req q = {.op = STZ_PUT, .id = 1, .size = 100, .sum = psi_hash_buf(payload, 100)};
+    stz_req_encode(&q, hdr);
+    raw_send(&r, 1, (const void *const[]){hdr}, (const size_t[]){sizeof hdr});
+    assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    assert_int_equal(rep.id, 1);
+    /* PUT whose payload is shorter than its header says */
+    q.id = 2;
+    stz_req_encode(&q, hdr);
+    raw_send(&r, 2, (const void *const[]){hdr, payload}, (const size_t[]){sizeof hdr, 99});
+    assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    assert_int_equal(rep.id, 2);
+    /* PUT whose payload is not what its hash names */
+    q.id = 3;
+    q.sum.lo ^= 1;
+    stz_req_encode(&q, hdr);
+    raw_send(&r, 2, (const void *const[]){hdr, payload}, (const size_t[]){sizeof hdr, 100});
+    assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    /* GET with a frame too many */
+    stz_req g = {.op = STZ_GET, .id = 4, .size = 100, .sum = psi_hash_buf(payload, 100)};
+    stz_req_encode(&g, hdr);
+    raw_send(&r, 2, (const void *const[]){hdr, payload}, (const size_t[]){sizeof hdr, 1});
+    assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    /* a GET of something never stored */
+    g.id = 5;
+    stz_req_encode(&g, hdr);
+    raw_send(&r, 1, (const void *const[]){hdr}, (const size_t[]){sizeof hdr});
+    assert_int_equal(raw_reply(&r, &rep), ENOENT);
+    /* every truncation of a valid header: dropped; the server lives on */
+    for (size_t n = 0; n < STZ_REQ_LEN; n++)
+        raw_send(&r, 1, (const void *const[]){hdr}, (const size_t[]){n});
+    stz_req ping = {.op = STZ_PING, .id = 6};
+    stz_req_encode(&ping, hdr);
+    raw_send(&r, 1, (const void *const[]){hdr}, (const size_t[]){sizeof hdr});
+    assert_int_equal(raw_reply(&r, &rep), 0);
+    assert_int_equal(rep.id, 6);
+    assert_int_equal(stats(l).objects, 0);
+    raw_close(&r);
+}
+
 /* A request that times out (server stopped) fails with ETIMEDOUT, retried
  * then EIO; once the server runs again the next request on that endpoint
  * gets its own reply, not the stale one. */
@@ -792,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_evict_on_read, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_full, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_fork, live_setup, live_teardown),
+        cmocka_unit_test_setup_teardown(test_live_malformed_requests, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_timeout_recovers, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_server_gone, live_setup, live_teardown),
         cmocka_unit_test(test_live_autostart_once),
