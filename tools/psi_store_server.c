@@ -348,7 +348,7 @@ static int srv_one(srv *s)
         static time_t last;
         static unsigned long quiet;
         if (s->last_activity != last) {
-            srv_log("dropped a malformed request: %s (%lu more not logged)",
+            srv_log("dropped a malformed request: %s (and %lu more since the last such line)",
                     have_hdr ? e.msg : "no header frame", quiet);
             last = s->last_activity;
             quiet = 0;
