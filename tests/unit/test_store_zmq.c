@@ -827,6 +827,68 @@ static void test_live_server_gone(void **state)
     free(p);
 }
 
+static int free_tcp_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t al = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* A server with --advertise: a put through its ipc endpoint issues a key
+ * naming the advertised tcp address, which a reader then uses. */
+static void test_live_advertise(void **state)
+{
+    live l = {0};
+    char sock[PATH_MAX], tcp[64], adv[64], want[64];
+    psi_err err = {0};
+
+    if (!psi_bin[0] && find_psi() < 0)
+        skip();
+    int port = free_tcp_port();
+    snprintf(l.dir, sizeof l.dir, "/tmp/psi-zt-XXXXXX");
+    assert_non_null(mkdtemp(l.dir));
+    snprintf(sock, sizeof sock, "%.200s/s.sock", l.dir);
+    snprintf(l.url, sizeof l.url, "zmq://%s", sock);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    snprintf(adv, sizeof adv, "127.0.0.1:%d", port);
+    l.pid = fork();
+    if (l.pid == 0) {
+        char bind[PATH_MAX + 8];
+        snprintf(bind, sizeof bind, "ipc://%s", sock);
+        char logf[PATH_MAX];
+        snprintf(logf, sizeof logf, "%.200s/server.log", l.dir);
+        execl(psi_bin, psi_bin, "store-server", "--foreground", "--bind", bind, "--bind", tcp,
+              "--advertise", adv, "--log-file", logf, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(server_up(&l), 0);
+    assert_int_equal(psi_store_open(l.url, &l.s, &err), 0);
+    psi_token tok;
+    uint8_t *p = pattern(30000, 11);
+    psi_put_opts o = {0};
+    assert_int_equal(psi_store_put(l.s, p, 30000, &o, &tok, &err), 0);
+    snprintf(want, sizeof want, "t7f000001-%d-", port);
+    assert_memory_equal(tok.key, want, strlen(want));
+    /* resolved through the default zmq store (the token's server), not l.s */
+    psi_obj obj;
+    assert_int_equal(psi_store_resolve(NULL, &tok, &obj, &err), 0);
+    assert_int_equal(obj.len, 30000);
+    assert_memory_equal(obj.data, p, 30000);
+    psi_obj_release(&obj);
+    assert_int_equal(stats(&l).objects, 0);
+    free(p);
+    live_kill(&l);
+    psi_store_close(l.s);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf %.200s", l.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Four processes put to zmq:// at once with no server: the lock lets
  * exactly one start it, and every put succeeds. */
 static void test_live_autostart_once(void **state)
@@ -908,6 +970,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_malformed_requests, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_timeout_recovers, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_server_gone, live_setup, live_teardown),
+        cmocka_unit_test(test_live_advertise),
         cmocka_unit_test(test_live_autostart_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
