@@ -7,8 +7,8 @@
 #  afterwards the server holds no objects (every reference released).
 #  3. an object outlives its sender: the sender writes everything and exits
 #     before the receiver reads a byte.
-#  4. no server at a tcp endpoint before the put: the payload goes inline,
-#     one warning, inline_fallbacks counted.
+#  4. the server is killed before the put: the payload goes inline, one
+#     warning naming the endpoint, inline_fallbacks counted.
 #  5. the server dies between put and get: the read fails with EIO after
 #     the retries, and the receiver's log line names the endpoint.
 # Every server started here is killed at the end (lib.sh's trap; the
@@ -176,8 +176,13 @@ expect_stat survive.cli.stats tokens_sent -ge 1 "survive"
 expect_empty "zmq://127.0.0.1:$zport" "survive"
 log "ok an object outlives its sender ($n held while the sender was gone)"
 
-# 4. no server at the endpoint: inline, one warning
+# 4. the server is killed before the put: inline, one warning
 dead=$(free_port)
+spawn zsrv.dead.out zsrv.dead.err "$PSI_BIN" store-server --foreground --bind "tcp://127.0.0.1:$dead"
+deadpid=$SPAWNED
+wait_listen "$dead" "$deadpid"
+kill "$deadpid"
+await "$deadpid" "store server killed before the put" || true
 transfer noserver "zmq://127.0.0.1:$dead" recv:noserver.got -- send:eight.bin send:eight.bin shut
 await_ok "$CPID" "noserver: sender"
 await_ok "$SPID" "noserver: receiver"
