@@ -331,14 +331,13 @@ static int srv_one(srv *s)
     if (have_hdr && z->msg_more(&hdr)) {
         z->msg_recv(&payload, s->sock, 0);
         more = 1;
-        while (z->msg_more(more == 1 ? &payload : &extra)) {
+        /* Frames past the payload are counted and dropped: a multipart
+         * message arrives whole, so these receives never wait. */
+        for (int again = z->msg_more(&payload); again; more++) {
             z->msg_init(&extra);
             z->msg_recv(&extra, s->sock, 0);
-            int again = z->msg_more(&extra);
+            again = z->msg_more(&extra);
             z->msg_close(&extra);
-            more++;
-            if (!again)
-                break;
         }
     }
     s->last_activity = time(NULL);

@@ -753,6 +753,14 @@ static void test_live_malformed_requests(void **state)
     stz_req_encode(&q, hdr);
     raw_send(&r, 2, (const void *const[]){hdr, payload}, (const size_t[]){sizeof hdr, 100});
     assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    /* PUT with a frame after its payload */
+    q.id = 7;
+    q.sum = psi_hash_buf(payload, 100);
+    stz_req_encode(&q, hdr);
+    raw_send(&r, 3, (const void *const[]){hdr, payload, payload},
+             (const size_t[]){sizeof hdr, 100, 5});
+    assert_int_equal(raw_reply(&r, &rep), EPROTO);
+    assert_int_equal(rep.id, 7);
     /* GET with a frame too many */
     stz_req g = {.op = STZ_GET, .id = 4, .size = 100, .sum = psi_hash_buf(payload, 100)};
     stz_req_encode(&g, hdr);
