@@ -85,9 +85,10 @@ static void pl_note_dest(pl_state *st, const struct sockaddr *sa, socklen_t len)
 
 int pl_should_offer(int fd, const struct sockaddr *sa, socklen_t len)
 {
-    /* A store connector's own connections (Redis, a ZeroMQ object server)
-     * are never framed: they carry the store's protocol, not the app's. */
-    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_internal || !sa ||
+    /* A store connector's own connections (Redis, a ZeroMQ object server,
+     * made by libzmq's I/O thread) are never framed: they carry the store's
+     * protocol, not the app's. */
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_thread_internal() || !sa ||
         len < sizeof(sa_family_t) || !pl_stream_family(sa->sa_family) ||
         !pl_is_stream_socket(fd))
         return 0;
@@ -165,7 +166,7 @@ void pl_on_accepted(int listener, int fd)
 
 void pl_on_listen(int fd)
 {
-    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_internal ||
+    if (!pl_g.ready || pl_g.passthrough || pl_g.dryrun || psi_store_thread_internal() ||
         !pl_is_stream_socket(fd))
         return;
     struct sockaddr_storage ss;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,10 +22,14 @@
 #include "psi_log.h"
 #include "psi_registry.h"
 
+#define PSI_STR2(x) #x
+#define PSI_STR(x) PSI_STR2(x)
+
 /* Connectors compiled into this build, by id. */
 static const psi_store_ops *const store_ops[] = {
     &psi_store_file_ops,
     &psi_store_shm_ops,
+    &psi_store_zmq_ops,
 };
 
 /* Every connector the protocol knows, indexed by psi_conn_id, so a URL or a
@@ -147,6 +152,25 @@ int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts 
 /* ---- resolve -------------------------------------------------------------- */
 
 _Thread_local int psi_store_internal;
+
+int psi_store_thread_internal(void)
+{
+    /* -1 unknown, else the answer: libzmq names its threads before they do
+     * any I/O, so the first look is final. */
+    static _Thread_local signed char zmq_bg = -1;
+    char name[16] = "";
+
+    if (psi_store_internal)
+        return 1;
+    if (zmq_bg < 0) {
+        int saved = errno;
+        zmq_bg = prctl(PR_GET_NAME, name) == 0 &&
+                 strncmp(name, PSI_STR(PSI_ZMQ_THREAD_PREFIX) "/ZMQbg",
+                         sizeof PSI_STR(PSI_ZMQ_THREAD_PREFIX) "/ZMQbg" - 1) == 0;
+        errno = saved;
+    }
+    return zmq_bg;
+}
 
 int psi_store_transient(int code)
 {

@@ -125,6 +125,14 @@ extern _Thread_local int psi_store_internal;
 #define PSI_STORE_ENTER() (psi_store_internal++)
 #define PSI_STORE_LEAVE() (psi_store_internal--)
 
+/* Non-zero in connector code (psi_store_internal) and in the background
+ * threads of the zmq connector's libzmq context, which do its socket I/O
+ * but never run our code: they are recognised by the thread name that
+ * PSI_ZMQ_THREAD_PREFIX gives them ("31415/ZMQbg/..."). What the hooks
+ * check before framing a connection. */
+int psi_store_thread_internal(void);
+#define PSI_ZMQ_THREAD_PREFIX 31415
+
 /* Bounded retries of a get that failed for a reason that may pass (server
  * restarting, connection reset): PSI_STORE_RETRIES attempts after the first
  * (default 6), waiting PSI_STORE_BACKOFF_MS (default 20) doubled each time,
@@ -142,5 +150,6 @@ void psi_store_atfork_child(void);
 
 extern const psi_store_ops psi_store_file_ops;
 extern const psi_store_ops psi_store_shm_ops;
+extern const psi_store_ops psi_store_zmq_ops; /* st_zmq.c, docs/store-zmq.md */
 
 #endif

@@ -1,4 +1,5 @@
-/* psi: the command-line tool (DESIGN §1): run, gc, store, stats, policy, help.
+/* psi: the command-line tool (DESIGN §1): run, gc, store, store-server,
+ * stats, policy, dry-run, help.
  *
  * Dispatch and help text live here; each subcommand is its own file. Help
  * goes to stdout (asked for); usage errors go to stderr with exit 2. */
@@ -128,6 +129,39 @@ static const command commands[] = {
      "\n"
      "Exit status: COMMAND's (128 + N if a signal N ended it), 2 for a bad option\n"
      "or policy, 126/127 if COMMAND cannot run.\n"},
+    {"store-server", cmd_store_server, "serve store objects to peers over ZeroMQ (zmq://)",
+     "usage: psi store-server [--bind ENDPOINT]... [--advertise HOST:PORT]\n"
+     "                        [--max-bytes SIZE] [--foreground] [--idle-exit SECONDS]\n"
+     "                        [--log-file FILE]\n"
+     "       psi store-server --status[=URL]\n"
+     "\n"
+     "Keeps objects of the zmq store in memory and serves puts, gets, releases,\n"
+     "listings and stats to peers (docs/store-zmq.md). Objects outlive their\n"
+     "sender; each is dropped when its last token is released or its TTL passes.\n"
+     "A put of the same bytes twice stores them once. A program using\n"
+     "PSI_STORE=zmq:// starts a server on demand; start one by hand to choose\n"
+     "its endpoints or size.\n"
+     "\n"
+     "  --bind ENDPOINT    tcp://HOST:PORT, tcp://[V6]:PORT or ipc:///path; repeatable\n"
+     "                     (default: ipc://RUNTIME_DIR/store.sock, the node-local\n"
+     "                     endpoint). No authentication: bind tcp to loopback unless\n"
+     "                     the network is trusted.\n"
+     "  --advertise H:P    the numeric HOST:PORT written into tokens, for receivers\n"
+     "                     on other nodes (default: the address the sender used)\n"
+     "  --max-bytes SIZE   memory for objects (default: a quarter of RAM); a put\n"
+     "                     beyond it is refused with \"store full\" and the sender\n"
+     "                     sends the payload inline\n"
+     "  --foreground       do not detach (default: detach once bound)\n"
+     "  --idle-exit SECS   exit after SECS without requests while holding no object\n"
+     "                     (default 0: never; an auto-started server uses 600)\n"
+     "  --log-file FILE    append the log there instead of stderr\n"
+     "  --status[=URL]     print the stats and objects of the server at URL\n"
+     "                     (default: the node-local one), then exit\n"
+     "  -h, --help         show this help\n"
+     "\n"
+     "SIGTERM or SIGINT: exit cleanly, dropping every object. Exit status: 0; 1 if\n"
+     "an endpoint cannot be bound (or a server already answers on it); 2 for a\n"
+     "bad option.\n"},
     {"help", NULL, "show help for a command", "usage: psi help [COMMAND]\n"},
 };
 
@@ -156,7 +190,7 @@ int cmd_help_print(FILE *f, const char *cmd)
           "\n"
           "Commands:\n", f);
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fputs("\nRun 'psi help COMMAND' or 'psi COMMAND --help' for a command's options.\n", f);
     return 0;
 }

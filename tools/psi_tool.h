@@ -19,6 +19,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_dryrun(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_store_server(int argc, char **argv);
 
 /* Sets LD_PRELOAD to the library next to psi (psi_run.c). 0, or -1 with a
  * message printed. */
