@@ -14,6 +14,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -128,19 +129,28 @@ static bool pl_peer_is_local(const struct sockaddr *sa, socklen_t len)
     return false;
 }
 
-/* Remote stores are the ones a peer on another host can reach. */
+/* Remote stores are the ones a peer on another host can reach: Redis, and
+ * a ZeroMQ server named by host (zmq:// alone is the node-local server). */
 static bool pl_url_is_remote(const char *url)
 {
-    return url && (strncmp(url, "redis://", 8) == 0 || strncmp(url, "zmq://", 6) == 0);
+    if (!url)
+        return false;
+    if (strncmp(url, "redis://", 8) == 0)
+        return true;
+    return strncmp(url, "zmq://", 6) == 0 && url[6] && url[6] != '/' && url[6] != '?';
 }
 
 int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t peer_len)
 {
     if (d && d->connector >= 0)
         return d->connector + 1; /* a rule named its connector */
+    static atomic_int told;
     if (!pl_g.cfg.route_fixed && pl_url_is_remote(pl_store_url(0)) &&
-        pl_peer_is_local(peer, peer_len))
+        pl_peer_is_local(peer, peer_len)) {
+        psi_log_once(told, PSI_LOG_INFO, "same-host peer: objects go to the shm pool, not %s "
+                     "(PSI_ROUTE=fixed sends everything to the default store)", pl_store_url(0));
         return PL_SLOT_SHM;
+    }
     return 0;
 }
 

@@ -21,6 +21,9 @@ B=16777216
 T=1M
 thr=$(size $T)
 export PSI_STORE_SERVER_BIN=$PSI_BIN
+# Every peer here is on this host: without PSI_ROUTE=fixed, same-host
+# payloads would take the shm pool (t_shm.sh tests that routing).
+export PSI_ROUTE=fixed
 
 # server_objects URL: the number of objects the server at URL holds.
 server_objects() {
