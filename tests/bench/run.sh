@@ -5,7 +5,10 @@
 #     PSI_DISABLE=1 (pass-through), and a dry run (PSI_DRYRUN=1 on both ends:
 #     every send recorded, nothing framed). DESIGN §8 budget: within 3% of no
 #     preload.
-#  2. throughput: COUNT writes of 64 MiB, plain TCP vs preloaded (tokens).
+#  2. throughput: COUNT writes of 64 MiB, plain TCP vs preloaded (tokens)
+#     through the embedded file store and through the shm pool (shm://).
+#     The shm pool is warm after the first run (segments kept for the next
+#     process, PSI_STORE=shm://?keep=...); the first, cold run is shown too.
 # Each case runs REPS times, interleaved; the table shows the median.
 #
 #   tests/bench/run.sh            (PSI_BENCH_ROUNDS, PSI_BENCH_COUNT,
@@ -30,7 +33,8 @@ cc -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/pingpong.c"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-bench.XXXXXX")
 export PSI_RUNTIME_DIR=$tmp/run
-trap 'rm -rf "$tmp"' EXIT
+pool=/dev/shm/psi-bench-$$
+trap 'rm -rf "$tmp" "$pool"' EXIT
 
 free_port() {
     "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -61,6 +65,11 @@ once() {
         pre=(env LD_PRELOAD="$LIB")
         cpre=(env LD_PRELOAD="$LIB" PSI_PEERS="127.0.0.1:$port" PSI_STATS="$tmp/$mode.stats")
         ;;
+    shm)
+        pre=(env LD_PRELOAD="$LIB" PSI_STORE="shm://$pool")
+        cpre=(env LD_PRELOAD="$LIB" PSI_STORE="shm://$pool" PSI_PEERS="127.0.0.1:$port"
+            PSI_STATS="$tmp/$mode.shm.stats")
+        ;;
     disabled) pre=(env LD_PRELOAD="$LIB" PSI_DISABLE=1) cpre=("${pre[@]}") ;;
     dryrun)
         mkdir -p "$tmp/dry"
@@ -89,8 +98,10 @@ for ((r = 0; r < REPS; r++)); do
     for c in "${cases_pp[@]}"; do
         T[pp_$c]+=" $(once "$c" ping "$ROUNDS" "$MSG")"
     done
-    for c in plain preload; do
-        T[st_$c]+=" $(once "$c" stream "$COUNT" "$BIG")"
+    for c in plain preload shm; do
+        t=$(once "$c" stream "$COUNT" "$BIG")
+        [[ $c == shm && -z ${T[st_shm_cold]:-} ]] && T[st_shm_cold]=$t && t=$(once "$c" stream "$COUNT" "$BIG")
+        T[st_$c]+=" $t"
     done
 done
 
@@ -119,11 +130,15 @@ echo "| case | time (s) | GB/s | speed vs plain TCP |"
 echo "|---|---:|---:|---:|"
 # shellcheck disable=SC2086
 base=$(median ${T[st_plain]})
-for c in plain preload; do
+for c in plain preload shm shm_cold; do
     # shellcheck disable=SC2086
     m=$(median ${T[st_$c]})
-    label="plain TCP"
-    [[ $c == preload ]] && label="preload, both ends (tokens)"
+    case $c in
+    plain) label="plain TCP" ;;
+    preload) label="preload, both ends, file store (tokens)" ;;
+    shm) label="preload, both ends, shm pool, warm (tokens)" ;;
+    shm_cold) label="preload, both ends, shm pool, first run (cold)" ;;
+    esac
     printf '| %s | %s | %s | %s |\n' "$label" "$(printf %.3f "$m")" \
         "$(awk -v t="$m" -v n=$((COUNT * BIG)) 'BEGIN { printf("%.2f", n / t / 1e9) }')" \
         "$(awk -v t="$m" -v b="$base" 'BEGIN { printf("%.2fx", b / t) }')"
@@ -134,7 +149,9 @@ sum() { "$PY" -c 'import json,sys; print(sum(json.loads(l)[sys.argv[2]] for l in
 echo
 echo "Preloaded clients, over all runs: ping-pong framed $(sum "$tmp/ping.stats" bytes_sent) bytes" \
     "and sent $(sum "$tmp/ping.stats" tokens_sent) tokens; the throughput runs sent" \
-    "$(sum "$tmp/stream.stats" tokens_sent) tokens for $((REPS * COUNT)) writes of 64 MiB."
+    "$(sum "$tmp/stream.stats" tokens_sent) tokens for $((REPS * COUNT)) writes of 64 MiB" \
+    "through the file store and $(sum "$tmp/stream.shm.stats" tokens_sent) through the shm pool" \
+    "($(sum "$tmp/stream.shm.stats" inline_fallbacks) sent inline)."
 # The dry-run case must have observed every message, or it measured nothing.
 echo "Dry-run processes, over all runs, recorded" \
     "$("$PY" -c 'import glob,json,sys; print(sum(r["sends"] for f in glob.glob(sys.argv[1] + "/dry.*.json") for r in json.load(open(f))["rows"]))' "$tmp/dry")" \
