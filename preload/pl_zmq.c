@@ -659,6 +659,7 @@ static int pl_zq_resolve(const psi_token *tok, pl_zrx *rx)
     PSI_STAT_ADD(bytes_resolved, rx->obj.len);
     rx->data = rx->obj.data;
     rx->len = rx->obj.len;
+    psi_log(PSI_LOG_DEBUG, "zmq: resolved token %s (%zu bytes)", tok->key, rx->len);
     return 0;
 }
 
