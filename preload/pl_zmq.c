@@ -676,7 +676,12 @@ static int pl_zq_recv_frame(void *s, pl_zsock *z, zmq_msg_t *msg, int flags, pl_
     rx->kind = PL_ZF_PLAIN;
     rx->data = zr.zmq_msg_data(msg);
     rx->len = zr.zmq_msg_size(msg);
-    if (!ours || !pl_zf_needs_escape(rx->data, rx->len) || !zr.zmq_msg_gets(msg, PL_ZQ_PROP))
+    if (!ours || !pl_zf_needs_escape(rx->data, rx->len))
+        return 0;
+    int saved = errno; /* zmq_msg_gets sets EINVAL for a missing property */
+    bool announced = zr.zmq_msg_gets(msg, PL_ZQ_PROP) != NULL;
+    errno = saved;
+    if (!announced)
         return 0;
     psi_token tok;
     psi_err err = {0};

@@ -5,9 +5,12 @@
 # tokens, PSI_THRESHOLD=64K so every size is proxied), and preloaded with
 # PSI_ZMQ=off (message hooks off; libzmq's TCP connection still goes
 # through the stream engine). Cases run interleaved, REPS times each; the
-# table shows the median receiver-side time.
+# table shows the median receiver-side time. A second table: SMALL frames
+# of 64 bytes (the cost of the hooks on messages they never touch), plain,
+# preloaded, and PSI_DISABLE=1.
 #
-#   tests/bench/zmq.sh        (PSI_BENCH_TOTAL bytes per run, PSI_BENCH_REPS)
+#   tests/bench/zmq.sh        (PSI_BENCH_TOTAL bytes per run, PSI_BENCH_REPS,
+#                              PSI_BENCH_SMALL frames of 64 bytes)
 set -euo pipefail
 unset LD_PRELOAD
 
@@ -16,6 +19,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 LIB=${PSI_TEST_LIB:-$ROOT/build/libpsinterpose.so}
 TOTAL=${PSI_BENCH_TOTAL:-$((512 * 1024 * 1024))}
 REPS=${PSI_BENCH_REPS:-3}
+SMALL=${PSI_BENCH_SMALL:-1000000}
 PY=$(python3 -c 'import sys; print(sys.executable)')
 
 [[ -f $LIB ]] || { echo "bench: $LIB does not exist: run 'make all' first" >&2; exit 1; }
@@ -39,6 +43,8 @@ once() {
     plain) pre=() ;;
     preload) pre=(env LD_PRELOAD="$LIB" PSI_THRESHOLD=64K PSI_STATS="$tmp/stats") ;;
     zmqoff) pre=(env LD_PRELOAD="$LIB" PSI_THRESHOLD=64K PSI_ZMQ=off PSI_STATS="$tmp/stats.off") ;;
+    small) pre=(env LD_PRELOAD="$LIB") ;;
+    disabled) pre=(env LD_PRELOAD="$LIB" PSI_DISABLE=1) ;;
     esac
     rm -f "$tmp/ready"
     "${pre[@]}" "$BIN" pull "$ep" "$sz" "$n" "$tmp/ready" >"$tmp/out" 2>>"$tmp/pull.err" &
@@ -79,6 +85,23 @@ for sz in $((64 << 10)) $((1 << 20)) $((16 << 20)) $((64 << 20)); do
         printf "| %s | %d | %.0f | %.0f | %.2f | %.0f | %.2f |\n", lab, n, mb / p, mb / q, p / q, mb / o, p / o
     }'
     unset t
+done
+echo
+echo "$SMALL frames of 64 bytes, median of $REPS"
+echo
+echo "| case | msgs/s | ratio |"
+echo "|---|---:|---:|"
+for c in plain small disabled; do
+    : >"$tmp/times.$c"
+    for ((r = 0; r < REPS; r++)); do once "$c" 64 "$SMALL" >>"$tmp/times.$c"; done
+done
+p=$(median <"$tmp/times.plain")
+for c in plain small disabled; do
+    q=$(median <"$tmp/times.$c")
+    awk -v c="$c" -v n="$SMALL" -v p="$p" -v q="$q" 'BEGIN {
+        lab = c == "small" ? "preloaded" : c == "disabled" ? "preloaded, PSI_DISABLE=1" : "plain"
+        printf "| %s | %.0f | %.2f |\n", lab, n / q, p / q
+    }'
 done
 echo
 for f in "$tmp/stats" "$tmp/stats.off"; do
