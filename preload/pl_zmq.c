@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -194,7 +195,7 @@ typedef struct pl_zconn {
 } pl_zconn;
 
 typedef struct pl_zsock {
-    void *s;
+    _Atomic(void *) s; /* first: pl_zq_add clears what follows it */
     int type;
     bool started;   /* the first bind/connect happened: announcement decided */
     bool announced; /* X-Psi set: we escape, and may send tokens */
@@ -206,10 +207,16 @@ typedef struct pl_zsock {
     pl_zconn conn[PL_ZQ_CONN_MAX];
 } pl_zsock;
 
+/* The table is read without a lock (every send and receive looks a socket
+ * up). Writers hold pl_zq_lock. A removed entry leaves a tombstone, so a
+ * probe chain is never cut, and states are never freed: a closed socket's
+ * state goes on a free list and is reused, so a racing reader only ever
+ * reads a live or recycled state, whose `s` cannot be its own socket. */
 #define PL_ZQ_GONE ((pl_zsock *)1)
 
 static pthread_mutex_t pl_zq_lock = PTHREAD_MUTEX_INITIALIZER;
-static pl_zsock *pl_zq_tab[PL_ZQ_TAB];
+static _Atomic(pl_zsock *) pl_zq_tab[PL_ZQ_TAB];
+static pl_zsock *pl_zq_free; /* under pl_zq_lock, linked through `s` */
 
 static size_t pl_zq_slot(const void *s)
 {
@@ -219,44 +226,67 @@ static size_t pl_zq_slot(const void *s)
     return (size_t)(x >> 40) % PL_ZQ_TAB;
 }
 
-/* Returns the state of s, and with `take` removes it from the table. */
-static pl_zsock *pl_zq_find(void *s, bool take)
+static pl_zsock *pl_zq_find(void *s)
+{
+    for (size_t i = 0, k = pl_zq_slot(s); i < PL_ZQ_TAB; i++, k = (k + 1) % PL_ZQ_TAB) {
+        pl_zsock *e = atomic_load_explicit(&pl_zq_tab[k], memory_order_acquire);
+        if (!e)
+            return NULL;
+        if (e != PL_ZQ_GONE && atomic_load_explicit(&e->s, memory_order_relaxed) == s)
+            return e;
+    }
+    return NULL;
+}
+
+/* A new state for socket s in the table, or NULL (table full, no memory). */
+static pl_zsock *pl_zq_add(void *s, int type)
 {
     pl_zsock *z = NULL;
     pthread_mutex_lock(&pl_zq_lock);
-    for (size_t i = 0, k = pl_zq_slot(s); i < PL_ZQ_TAB; i++, k = (k + 1) % PL_ZQ_TAB) {
-        pl_zsock *e = pl_zq_tab[k];
-        if (!e)
-            break;
-        if (e != PL_ZQ_GONE && e->s == s) {
-            z = e;
-            if (take)
-                pl_zq_tab[k] = PL_ZQ_GONE;
-            break;
+    size_t k = pl_zq_slot(s);
+    for (size_t i = 0; i < PL_ZQ_TAB; i++, k = (k + 1) % PL_ZQ_TAB) {
+        pl_zsock *e = atomic_load_explicit(&pl_zq_tab[k], memory_order_relaxed);
+        if (e && e != PL_ZQ_GONE)
+            continue;
+        if (pl_zq_free) {
+            z = pl_zq_free;
+            pl_zq_free = atomic_load_explicit(&z->s, memory_order_relaxed);
+        } else {
+            z = malloc(sizeof(*z));
         }
+        if (z) {
+            memset((char *)z + sizeof(z->s), 0, sizeof(*z) - sizeof(z->s));
+            z->type = type;
+            atomic_store_explicit(&z->s, s, memory_order_relaxed);
+            atomic_store_explicit(&pl_zq_tab[k], z, memory_order_release);
+        }
+        break;
     }
     pthread_mutex_unlock(&pl_zq_lock);
+    if (!z) {
+        static atomic_int warned;
+        psi_log_once(warned, PSI_LOG_WARN,
+                     "cannot track more than %d ZeroMQ sockets; later ones pass unchanged",
+                     PL_ZQ_TAB);
+    }
     return z;
 }
 
-static void pl_zq_add(pl_zsock *z)
+static void pl_zq_remove(void *s)
 {
     pthread_mutex_lock(&pl_zq_lock);
-    size_t k = pl_zq_slot(z->s);
-    for (size_t i = 0; i < PL_ZQ_TAB; i++, k = (k + 1) % PL_ZQ_TAB) {
-        if (!pl_zq_tab[k] || pl_zq_tab[k] == PL_ZQ_GONE) {
-            pl_zq_tab[k] = z;
-            z = NULL;
+    for (size_t i = 0, k = pl_zq_slot(s); i < PL_ZQ_TAB; i++, k = (k + 1) % PL_ZQ_TAB) {
+        pl_zsock *e = atomic_load_explicit(&pl_zq_tab[k], memory_order_relaxed);
+        if (!e)
+            break;
+        if (e != PL_ZQ_GONE && atomic_load_explicit(&e->s, memory_order_relaxed) == s) {
+            atomic_store_explicit(&pl_zq_tab[k], PL_ZQ_GONE, memory_order_release);
+            atomic_store_explicit(&e->s, (void *)pl_zq_free, memory_order_relaxed);
+            pl_zq_free = e;
             break;
         }
     }
     pthread_mutex_unlock(&pl_zq_lock);
-    if (z) {
-        static atomic_int warned;
-        psi_log_once(warned, PSI_LOG_WARN,
-                     "more than %d ZeroMQ sockets open; later ones pass unchanged", PL_ZQ_TAB);
-        free(z);
-    }
 }
 
 /* The socket types whose frames we may touch. Everything else (STREAM's raw
@@ -309,12 +339,7 @@ void *pl_zq_socket(void *ctx, int type)
     void *s = zr.zmq_socket(ctx, type);
     if (s && pl_zq_tracked_type(type)) {
         int saved = errno;
-        pl_zsock *z = calloc(1, sizeof(*z));
-        if (z) {
-            z->s = s;
-            z->type = type;
-            pl_zq_add(z);
-        }
+        pl_zq_add(s, type);
         errno = saved;
     }
     pl_zq_depth--;
@@ -325,7 +350,7 @@ int pl_zq_close(void *s)
 {
     pthread_once(&pl_zq_once, pl_zq_bind_all);
     /* Forget the handle before libzmq may reuse its memory for another. */
-    free(pl_zq_find(s, true));
+    pl_zq_remove(s);
     return ZREAL(zmq_close, -1, s);
 }
 
@@ -370,7 +395,7 @@ static void pl_zq_start(void *s, pl_zsock *z, const char *ep, bool connecting)
 
 static int pl_zq_endpoint_call(void *s, const char *ep, bool connecting)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z)
         return connecting ? ZREAL(zmq_connect, -1, s, ep) : ZREAL(zmq_bind, -1, s, ep);
     pl_zq_depth++;
@@ -412,7 +437,7 @@ int pl_zq_connect(void *s, const char *ep)
 
 int pl_zq_disconnect(void *s, const char *ep)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     int rc = ZREAL(zmq_disconnect, -1, s, ep);
     if (z && rc == 0 && ep) {
         for (int i = 0; i < z->nconn; i++) {
@@ -556,7 +581,7 @@ static int pl_zq_count(size_t n)
 
 static int pl_zq_send_buf(void *s, const void *buf, size_t len, int flags, bool is_const)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z)
         return is_const ? ZREAL(zmq_send_const, -1, s, buf, len, flags)
                         : ZREAL(zmq_send, -1, s, buf, len, flags);
@@ -587,7 +612,7 @@ int pl_zq_send_const(void *s, const void *buf, size_t len, int flags)
 
 int pl_zq_sendiov(void *s, struct iovec *iov, size_t count, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z || !iov || count == 0)
         return ZREAL(zmq_sendiov, -1, s, iov, count, flags);
     /* As libzmq does it: one frame per element, the caller's flags on each
@@ -604,7 +629,7 @@ int pl_zq_sendiov(void *s, struct iovec *iov, size_t count, int flags)
 
 int pl_zq_msg_send(zmq_msg_t *msg, void *s, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z)
         return ZREAL(zmq_msg_send, -1, msg, s, flags);
     pl_zq_depth++;
@@ -709,7 +734,7 @@ static void pl_zq_rx_done(pl_zrx *rx)
 
 int pl_zq_recv(void *s, void *buf, size_t len, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z)
         return ZREAL(zmq_recv, -1, s, buf, len, flags);
     pl_zq_depth++;
@@ -732,7 +757,7 @@ int pl_zq_recv(void *s, void *buf, size_t len, int flags)
 
 int pl_zq_recviov(void *s, struct iovec *iov, size_t *count, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z || !iov || !count || *count == 0)
         return ZREAL(zmq_recviov, -1, s, iov, count, flags);
     pl_zq_depth++;
@@ -790,7 +815,7 @@ static void pl_zq_transplant(zmq_msg_t *from, zmq_msg_t *to)
 
 int pl_zq_msg_recv(zmq_msg_t *msg, void *s, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s, false) : NULL;
+    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
     if (!z)
         return ZREAL(zmq_msg_recv, -1, msg, s, flags);
     pl_zq_depth++;
