@@ -79,7 +79,7 @@ static int pl_zq_mode = PL_ZQ_AUTO;
 
 /* Set while a hook runs: libzmq calls some of its own exported functions
  * (zmq_sendmsg calls zmq_msg_send), and those calls reach our hooks. */
-static _Thread_local int pl_zq_depth;
+static _Thread_local int pl_zq_depth __attribute__((tls_model("initial-exec")));
 
 /* A program that loaded libzmq privately (RTLD_LOCAL, as Python extension
  * modules are) has it outside RTLD_NEXT's reach: find it among the loaded
@@ -289,6 +289,18 @@ static void pl_zq_remove(void *s)
     pthread_mutex_unlock(&pl_zq_lock);
 }
 
+/* The state of an application socket, or NULL: pass the call through. A
+ * socket is in the table only if libzmq was bound and the interposer was
+ * active when it was created, so the fast path needs no other check. */
+static pl_zsock *pl_zq_lookup(void *s)
+{
+    pl_zsock *z = pl_zq_find(s);
+    if (z && pl_zq_depth == 0 && !psi_store_internal)
+        return z;
+    pthread_once(&pl_zq_once, pl_zq_bind_all); /* for the pass-through */
+    return NULL;
+}
+
 /* The socket types whose frames we may touch. Everything else (STREAM's raw
  * bytes, the draft thread-safe types) passes unchanged. */
 static bool pl_zq_tracked_type(int type)
@@ -395,7 +407,7 @@ static void pl_zq_start(void *s, pl_zsock *z, const char *ep, bool connecting)
 
 static int pl_zq_endpoint_call(void *s, const char *ep, bool connecting)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z)
         return connecting ? ZREAL(zmq_connect, -1, s, ep) : ZREAL(zmq_bind, -1, s, ep);
     pl_zq_depth++;
@@ -437,7 +449,7 @@ int pl_zq_connect(void *s, const char *ep)
 
 int pl_zq_disconnect(void *s, const char *ep)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     int rc = ZREAL(zmq_disconnect, -1, s, ep);
     if (z && rc == 0 && ep) {
         for (int i = 0; i < z->nconn; i++) {
@@ -581,7 +593,7 @@ static int pl_zq_count(size_t n)
 
 static int pl_zq_send_buf(void *s, const void *buf, size_t len, int flags, bool is_const)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z)
         return is_const ? ZREAL(zmq_send_const, -1, s, buf, len, flags)
                         : ZREAL(zmq_send, -1, s, buf, len, flags);
@@ -612,7 +624,7 @@ int pl_zq_send_const(void *s, const void *buf, size_t len, int flags)
 
 int pl_zq_sendiov(void *s, struct iovec *iov, size_t count, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z || !iov || count == 0)
         return ZREAL(zmq_sendiov, -1, s, iov, count, flags);
     /* As libzmq does it: one frame per element, the caller's flags on each
@@ -629,7 +641,7 @@ int pl_zq_sendiov(void *s, struct iovec *iov, size_t count, int flags)
 
 int pl_zq_msg_send(zmq_msg_t *msg, void *s, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z)
         return ZREAL(zmq_msg_send, -1, msg, s, flags);
     pl_zq_depth++;
@@ -697,7 +709,8 @@ static int pl_zq_recv_frame(void *s, pl_zsock *z, zmq_msg_t *msg, int flags, pl_
     if (zr.zmq_msg_recv(msg, s, flags) < 0)
         return -1;
     bool ours = pl_zq_recv_ours(z);
-    z->recv_more = zr.zmq_msg_more(msg) != 0;
+    if (z->type == ZMQ_ROUTER || z->type == ZMQ_SUB || z->type == ZMQ_XSUB)
+        z->recv_more = zr.zmq_msg_more(msg) != 0; /* only they look at it */
     rx->kind = PL_ZF_PLAIN;
     rx->data = zr.zmq_msg_data(msg);
     rx->len = zr.zmq_msg_size(msg);
@@ -734,7 +747,7 @@ static void pl_zq_rx_done(pl_zrx *rx)
 
 int pl_zq_recv(void *s, void *buf, size_t len, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z)
         return ZREAL(zmq_recv, -1, s, buf, len, flags);
     pl_zq_depth++;
@@ -757,7 +770,7 @@ int pl_zq_recv(void *s, void *buf, size_t len, int flags)
 
 int pl_zq_recviov(void *s, struct iovec *iov, size_t *count, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z || !iov || !count || *count == 0)
         return ZREAL(zmq_recviov, -1, s, iov, count, flags);
     pl_zq_depth++;
@@ -815,7 +828,7 @@ static void pl_zq_transplant(zmq_msg_t *from, zmq_msg_t *to)
 
 int pl_zq_msg_recv(zmq_msg_t *msg, void *s, int flags)
 {
-    pl_zsock *z = pl_zq_active() ? pl_zq_find(s) : NULL;
+    pl_zsock *z = pl_zq_lookup(s);
     if (!z)
         return ZREAL(zmq_msg_recv, -1, msg, s, flags);
     pl_zq_depth++;
