@@ -2,7 +2,8 @@
 # ZeroMQ hooks under a policy and under faults (docs/zmq.md §5): a
 # channel=zmq rule decides per frame; a store that refuses the object makes
 # the frame go inline (bytes exact, inline_fallbacks counted); a token the
-# receiver cannot resolve fails that receive with EIO and one log line.
+# receiver cannot resolve fails that receive with EIO and one log line; a
+# non-blocking send that libzmq refuses stores nothing.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 source "$HERE/zmq/zmq_lib.sh"
@@ -41,5 +42,16 @@ grep -q "zmq_msg_recv: Input/output error" lost.r.err || fail "lost: no EIO: $(t
 [[ $(count_psi_lines lost.r.err "zmq: cannot resolve token") == 1 ]] || fail "lost: no log line"
 expect_stat lost.r.stats errors -eq 1 "lost"
 log "ok lost token: EIO"
+
+# ZMQ_DONTWAIT until EAGAIN: the refused frame is refused before its payload
+# is stored (as many frames stored as sent), and every frame sent arrives.
+cc -O2 -Wall -o nowait "$HERE/zmq/zmq_nowait.c" -lzmq || fail "cannot build zmq_nowait"
+preload env PSI_LOG=debug PSI_THRESHOLD=1K ./nowait "tcp://127.0.0.1:$(free_port)" 2048 \
+    >nowait.out 2>nowait.err || fail "zmq_nowait failed: $(cat nowait.out)"
+sent=$(sed -n 's/^sent //p' nowait.out)
+[[ $(zmq_tokens nowait.err) == "$sent" ]] ||
+    fail "nowait: $sent frames sent, $(zmq_tokens nowait.err) stored"
+((sent > 1)) || fail "nowait: only $sent frames before EAGAIN"
+log "ok nowait: $sent tokens, EAGAIN without a put"
 
 log "ok t_zmq_faults"
