@@ -105,5 +105,5 @@ for c in plain small disabled; do
 done
 echo
 for f in "$tmp/stats" "$tmp/stats.off"; do
-    [[ -f $f ]] && "$ROOT/build/psi" stats "$f" 2>/dev/null | tail -n 3 || true
+    if [[ -f $f ]]; then "$ROOT/build/psi" stats "$f" 2>/dev/null | tail -n 3 || true; fi
 done
