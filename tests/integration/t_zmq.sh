@@ -21,6 +21,7 @@ export PSI_THRESHOLD=1M
 # The sizes around the threshold, one message each.
 zcase sizes tcp push pull 4 -- $((T - 1)) $T $((T + 1)) $((16 * MiB)) $((64 * MiB))
 zcase sizes_ipc ipc push pull 2 -- $((T + 1)) $((16 * MiB)) 10
+zcase sizes_abstract abstract push pull 1 -- $((T - 1)) $((2 * MiB))
 
 # Multipart: small and large frames in one message, empty frames, real
 # frames that start with our headers (small: escaped; large: a token).

@@ -10,7 +10,8 @@ zmq_tokens() { count_psi_lines "$1" 'zmq: [0-9]+-byte frame sent as token'; }
 zmq_resolved() { count_psi_lines "$1" 'zmq: resolved token'; }
 
 # zcase NAME TRANSPORT SENDTYPE RECVTYPE TOKENS -- MSG...
-# The receiving peer binds (tcp on a free port, or ipc in the test dir),
+# The receiving peer binds (tcp on a free port, ipc in the test dir, or
+# an abstract-namespace ipc name),
 # the sending peer connects and sends every MSG (zmq_peer's syntax). Both
 # record what they saw; the records must match byte for byte, and exactly
 # TOKENS frames must have travelled as tokens (sent and resolved).
@@ -26,11 +27,12 @@ zcase() {
     for m in "$@"; do
         [[ $m == t:skip* || $m == T:skip* ]] || n=$((n + 1))
     done
-    if [[ $tr == tcp ]]; then
-        ep=tcp://127.0.0.1:$(free_port)
-    else
-        ep=ipc://$TEST_TMP/$name.ipc
-    fi
+    case $tr in
+    tcp) ep=tcp://127.0.0.1:$(free_port) ;;
+    ipc) ep=ipc://$TEST_TMP/$name.ipc ;;
+    abstract) ep=ipc://@psi-test-$$-$name ;;
+    *) fail "zcase: unknown transport $tr" ;;
+    esac
     local rp=() sp=()
     [[ ${RPRE:-1} == 1 ]] && rp=(preload)
     [[ ${SPRE:-1} == 1 ]] && sp=(preload)
