@@ -20,7 +20,8 @@ zmq_resolved() { count_psi_lines "$1" 'zmq: resolved token'; }
 # each side), SROLE/RROLE (client/echo for request-reply: the replies
 # must equal the requests, BACK of their frames as tokens), RESOLVED (the
 # receiver resolves fewer than were sent: a PUB's filtered messages),
-# ZT_* for both.
+# STATS_EXACT=1 (no large frame inline: PSI_STATS must count exactly the
+# tokens), ZT_* for both.
 zcase() {
     local name=$1 tr=$2 stype=$3 rtype=$4 want=$5 ep n=0 m
     shift 6
@@ -56,6 +57,12 @@ zcase() {
     [[ $sent == "$want" ]] || fail "$name: sender sent $sent tokens, expected $want"
     [[ $got == "${RESOLVED:-$want}" ]] ||
         fail "$name: receiver resolved $got tokens, expected ${RESOLVED:-$want}"
+    if [[ ${STATS_EXACT:-0} == 1 ]]; then
+        # no large frame went inline, so the stream engine proxied nothing:
+        # PSI_STATS counts exactly the message-level tokens
+        expect_stat "$name.s.stats" tokens_sent -eq "$want" "$name sender"
+        expect_stat "$name.r.stats" tokens_resolved -eq "${RESOLVED:-$want}" "$name receiver"
+    fi
     if [[ ${SROLE:-send} == client ]]; then
         # request-reply: the echo sent every request back; BACK tokens
         same_bytes "$name.s.rec" "$name.s.rec.reply" "$name replies"
