@@ -3,7 +3,8 @@
 # channel=zmq rule decides per frame; a store that refuses the object makes
 # the frame go inline (bytes exact, inline_fallbacks counted); a token the
 # receiver cannot resolve fails that receive with EIO and one log line; a
-# non-blocking send that libzmq refuses stores nothing.
+# non-blocking send that libzmq refuses stores nothing; threads that open
+# and close sockets concurrently keep their frames apart.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 source "$HERE/zmq/zmq_lib.sh"
@@ -53,5 +54,18 @@ sent=$(sed -n 's/^sent //p' nowait.out)
     fail "nowait: $sent frames sent, $(zmq_tokens nowait.err) stored"
 ((sent > 1)) || fail "nowait: only $sent frames before EAGAIN"
 log "ok nowait: $sent tokens, EAGAIN without a put"
+
+# Threads opening, using and closing sockets at once (the socket table is
+# read without a lock): every byte checked by the program, every large
+# frame a token, resolved once.
+cc -O2 -Wall -pthread -o zthreads "$HERE/zmq/zmq_threads.c" -lzmq || fail "cannot build zmq_threads"
+preload env PSI_LOG=debug PSI_STATS="$TEST_TMP/threads.stats" ./zthreads \
+    "tcp://127.0.0.1:$(free_port)" 4 25 $M2 >threads.out 2>threads.err ||
+    fail "zmq_threads failed: $(cat threads.out) $(grep -v debug threads.err | tail -3)"
+grep -qx "ok 100" threads.out || fail "zmq_threads: $(cat threads.out)"
+[[ $(zmq_tokens threads.err) == 100 && $(zmq_resolved threads.err) == 100 ]] ||
+    fail "threads: $(zmq_tokens threads.err) tokens sent, $(zmq_resolved threads.err) resolved"
+expect_stat threads.stats errors -eq 0 "threads"
+log "ok threads: 4 x 25 sockets, 100 tokens"
 
 log "ok t_zmq_faults"
