@@ -8,9 +8,11 @@
  * only frames whose message carries that property (zmq_msg_gets). Such a
  * sender escapes every real frame that could be read as ours (pl_zmqf.h).
  *
- * Sockets are single-threaded by libzmq's own rule, so a socket's state is
- * read and written without a lock by the thread using the socket; only the
- * table that maps a socket handle to its state is locked. */
+ * This file binds libzmq, keeps the socket table and sends; pl_zmq_rx.c
+ * receives. Sockets are single-threaded by libzmq's own rule, so a
+ * socket's state is read and written without a lock by the thread using
+ * the socket; the table that maps a socket handle to its state is read
+ * without a lock too, and written under one. */
 #include "pl_zmq.h"
 
 #include <dlfcn.h>
@@ -27,6 +29,7 @@
 
 #include "pl_engine.h"
 #include "pl_store.h"
+#include "pl_zmq_int.h"
 #include "pl_zmqf.h"
 #include "psi_log.h"
 #include "psi_registry.h"
@@ -36,50 +39,16 @@
 #define ZMQ_METADATA 95 /* libzmq >= 4.3 (a draft option in its header) */
 #endif
 
-#define PL_ZQ_PROP "X-Psi"       /* docs/protocol.md §7 */
-#define PL_ZQ_ANNOUNCE "X-Psi:1" /* property name and value, as ZMQ_METADATA wants it */
-
 /* ---- the real libzmq functions ------------------------------------------ */
 
-#define PL_ZQ_FNS(X)                                                               \
-    X(void *, zmq_socket, (void *ctx, int type))                                   \
-    X(int, zmq_close, (void *s))                                                   \
-    X(int, zmq_bind, (void *s, const char *ep))                                    \
-    X(int, zmq_connect, (void *s, const char *ep))                                 \
-    X(int, zmq_disconnect, (void *s, const char *ep))                              \
-    X(int, zmq_setsockopt, (void *s, int opt, const void *v, size_t len))          \
-    X(int, zmq_getsockopt, (void *s, int opt, void *v, size_t *len))               \
-    X(int, zmq_send, (void *s, const void *buf, size_t len, int flags))            \
-    X(int, zmq_send_const, (void *s, const void *buf, size_t len, int flags))      \
-    X(int, zmq_sendiov, (void *s, struct iovec *iov, size_t count, int flags))     \
-    X(int, zmq_msg_send, (zmq_msg_t * m, void *s, int flags))                      \
-    X(int, zmq_recv, (void *s, void *buf, size_t len, int flags))                  \
-    X(int, zmq_recviov, (void *s, struct iovec *iov, size_t *count, int flags))    \
-    X(int, zmq_msg_recv, (zmq_msg_t * m, void *s, int flags))                      \
-    X(int, zmq_msg_init, (zmq_msg_t * m))                                          \
-    X(int, zmq_msg_init_size, (zmq_msg_t * m, size_t n))                           \
-    X(int, zmq_msg_close, (zmq_msg_t * m))                                         \
-    X(int, zmq_msg_move, (zmq_msg_t * dst, zmq_msg_t *src))                        \
-    X(void *, zmq_msg_data, (zmq_msg_t * m))                                       \
-    X(size_t, zmq_msg_size, (const zmq_msg_t *m))                                  \
-    X(int, zmq_msg_more, (const zmq_msg_t *m))                                     \
-    X(const char *, zmq_msg_gets, (const zmq_msg_t *m, const char *prop))          \
-    X(void, zmq_version, (int *major, int *minor, int *patch))
-
-#define PL_ZQ_PTR(ret, name, params) ret(*name) params;
-static struct {
-    PL_ZQ_FNS(PL_ZQ_PTR)
-} zr;
-#undef PL_ZQ_PTR
+pl_zq_real pl_zr;
 
 static pthread_once_t pl_zq_once = PTHREAD_ONCE_INIT;
 static bool pl_zq_bound;      /* every function above was found */
-static bool pl_zq_layout_ok;  /* zmq_msg_t is laid out as pl_zq_transplant expects */
+bool pl_zq_layout_ok;         /* zmq_msg_t is laid out as pl_zq_transplant expects */
 static int pl_zq_mode = PL_ZQ_AUTO;
 
-/* Set while a hook runs: libzmq calls some of its own exported functions
- * (zmq_sendmsg calls zmq_msg_send), and those calls reach our hooks. */
-static _Thread_local int pl_zq_depth __attribute__((tls_model("initial-exec")));
+_Thread_local int pl_zq_depth __attribute__((tls_model("initial-exec")));
 
 /* A program that loaded libzmq privately (RTLD_LOCAL, as Python extension
  * modules are) has it outside RTLD_NEXT's reach: find it among the loaded
@@ -108,30 +77,25 @@ int pl_zq_parse_mode(const char *v)
     return -1;
 }
 
-/* libzmq 4.1-4.3 (msg.hpp): every zmq_msg_t variant starts with its
- * metadata pointer and keeps its flags byte at offset 43, bit 0 = more.
- * Checked on a live message before it is relied on. */
-#define PL_ZQ_FLAGS_AT 43
-
 static bool pl_zq_check_layout(void)
 {
     int maj = 0, min = 0, pat = 0;
-    zr.zmq_version(&maj, &min, &pat);
+    pl_zr.zmq_version(&maj, &min, &pat);
     if (maj != 4 || min < 1 || min > 3)
         return false;
     zmq_msg_t m;
-    if (zr.zmq_msg_init_size(&m, 64) != 0)
+    if (pl_zr.zmq_msg_init_size(&m, 64) != 0)
         return false;
     unsigned char *b = (unsigned char *)&m;
     void *md;
     memcpy(&md, b, sizeof(md));
-    bool ok = md == NULL && b[PL_ZQ_FLAGS_AT] == 0 && !zr.zmq_msg_more(&m);
+    bool ok = md == NULL && b[PL_ZQ_FLAGS_AT] == 0 && !pl_zr.zmq_msg_more(&m);
     if (ok) {
         b[PL_ZQ_FLAGS_AT] |= 1;
-        ok = zr.zmq_msg_more(&m) == 1;
+        ok = pl_zr.zmq_msg_more(&m) == 1;
         b[PL_ZQ_FLAGS_AT] &= (unsigned char)~1u;
     }
-    zr.zmq_msg_close(&m);
+    pl_zr.zmq_msg_close(&m);
     return ok;
 }
 
@@ -144,7 +108,7 @@ static void pl_zq_bind_all(void)
     }
     bool ok = h != NULL;
 #define PL_ZQ_BIND(ret, name, params)                        \
-    if (ok && !(*(void **)&zr.name = dlsym(h, #name))) {     \
+    if (ok && !(*(void **)&pl_zr.name = dlsym(h, #name))) {     \
         psi_log(PSI_LOG_ERROR, "libzmq lacks %s; ZeroMQ messages pass unchanged", #name); \
         ok = false;                                          \
     }
@@ -177,35 +141,7 @@ static bool pl_zq_active(void)
            !pl_g.passthrough && !pl_g.dryrun;
 }
 
-/* The real call, for hooks that pass through: NULL (libzmq not found)
- * fails like a bad socket. */
-#define ZREAL(name, fail, ...) \
-    (zr.name ? zr.name(__VA_ARGS__) : (errno = ENOTSUP, fail))
-
 /* ---- per-socket state ------------------------------------------------------ */
-
-#define PL_ZQ_CONN_MAX 16
-#define PL_ZQ_TAB 4096 /* sockets tracked at once; more pass through unchanged */
-
-typedef struct pl_zconn {
-    char ep[128];
-    struct sockaddr_storage sa;
-    socklen_t len;
-    time_t checked; /* when the registry last said this peer is interposed (0: never) */
-} pl_zconn;
-
-typedef struct pl_zsock {
-    _Atomic(void *) s; /* first: pl_zq_add clears what follows it */
-    int type;
-    bool started;   /* the first bind/connect happened: announcement decided */
-    bool announced; /* X-Psi set: we escape, and may send tokens */
-    bool bound;     /* some zmq_bind: peers we cannot vouch for in auto mode */
-    bool unknown;   /* an endpoint that is not tcp/ipc, or one we cannot parse */
-    bool send_more; /* the next frame sent continues a message */
-    bool recv_more; /* the next frame received continues a message */
-    int nconn;
-    pl_zconn conn[PL_ZQ_CONN_MAX];
-} pl_zsock;
 
 /* The table is read without a lock (every send and receive looks a socket
  * up). Writers hold pl_zq_lock. A removed entry leaves a tombstone, so a
@@ -292,7 +228,7 @@ static void pl_zq_remove(void *s)
 /* The state of an application socket, or NULL: pass the call through. A
  * socket is in the table only if libzmq was bound and the interposer was
  * active when it was created, so the fast path needs no other check. */
-static pl_zsock *pl_zq_lookup(void *s)
+pl_zsock *pl_zq_lookup(void *s)
 {
     pl_zsock *z = pl_zq_find(s);
     if (z && pl_zq_depth == 0 && !psi_store_internal)
@@ -330,25 +266,12 @@ static bool pl_zq_send_ours(const pl_zsock *z)
     }
 }
 
-/* The receiving mirror of pl_zq_send_ours. */
-static bool pl_zq_recv_ours(const pl_zsock *z)
-{
-    switch (z->type) {
-    case ZMQ_ROUTER: case ZMQ_SUB: case ZMQ_XSUB:
-        return z->recv_more;
-    case ZMQ_XPUB: case ZMQ_PUB:
-        return false;
-    default:
-        return true;
-    }
-}
-
 void *pl_zq_socket(void *ctx, int type)
 {
     if (!pl_zq_active())
         return ZREAL(zmq_socket, NULL, ctx, type);
     pl_zq_depth++;
-    void *s = zr.zmq_socket(ctx, type);
+    void *s = pl_zr.zmq_socket(ctx, type);
     if (s && pl_zq_tracked_type(type)) {
         int saved = errno;
         pl_zq_add(s, type);
@@ -399,7 +322,7 @@ static void pl_zq_start(void *s, pl_zsock *z, const char *ep, bool connecting)
         want = ip;
     else if (pl_zq_mode == PL_ZQ_AUTO && connecting && pl_zf_endpoint(ep, &sa, &len) == 0)
         want = psi_registry_is_interposed((struct sockaddr *)&sa, len);
-    if (want && zr.zmq_setsockopt(s, ZMQ_METADATA, PL_ZQ_ANNOUNCE, strlen(PL_ZQ_ANNOUNCE)) == 0)
+    if (want && pl_zr.zmq_setsockopt(s, ZMQ_METADATA, PL_ZQ_ANNOUNCE, strlen(PL_ZQ_ANNOUNCE)) == 0)
         z->announced = true;
     psi_log(PSI_LOG_DEBUG, "zmq socket %p (%s %s): %s", s, connecting ? "connect" : "bind", ep,
             z->announced ? "announces X-Psi" : "plain");
@@ -414,7 +337,7 @@ static int pl_zq_endpoint_call(void *s, const char *ep, bool connecting)
     int saved = errno;
     pl_zq_start(s, z, ep, connecting);
     errno = saved;
-    int rc = connecting ? zr.zmq_connect(s, ep) : zr.zmq_bind(s, ep);
+    int rc = connecting ? pl_zr.zmq_connect(s, ep) : pl_zr.zmq_bind(s, ep);
     if (rc == 0) {
         saved = errno;
         bool ip = strncmp(ep, "tcp://", 6) == 0 || strncmp(ep, "ipc://", 6) == 0;
@@ -479,7 +402,7 @@ static bool pl_zq_may_token(pl_zsock *z)
     return true;
 }
 
-static double pl_zq_now(void)
+double pl_zq_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -501,7 +424,7 @@ static bool pl_zq_would_block(void *s, pl_zsock *z, int flags)
         return false; /* later frames of a message are never refused */
     int ev = 0;
     size_t l = sizeof(ev);
-    return zr.zmq_getsockopt(s, ZMQ_EVENTS, &ev, &l) == 0 && !(ev & ZMQ_POLLOUT);
+    return pl_zr.zmq_getsockopt(s, ZMQ_EVENTS, &ev, &l) == 0 && !(ev & ZMQ_POLLOUT);
 }
 
 /* Decides how one frame travels; for a token, stores the payload. Returns
@@ -560,16 +483,16 @@ static int pl_zq_plan(void *s, pl_zsock *z, const void *buf, size_t n, int flags
 static int pl_zq_send_planned(void *s, const pl_zplan *p, const void *buf, size_t n, int flags)
 {
     if (p->kind == PL_ZF_TOKEN)
-        return zr.zmq_send(s, p->frame, p->len, flags) < 0 ? -1 : 0;
+        return pl_zr.zmq_send(s, p->frame, p->len, flags) < 0 ? -1 : 0;
     zmq_msg_t m;
-    if (zr.zmq_msg_init_size(&m, n + PL_ZF_HDR) != 0)
+    if (pl_zr.zmq_msg_init_size(&m, n + PL_ZF_HDR) != 0)
         return -1;
-    uint8_t *d = zr.zmq_msg_data(&m);
+    uint8_t *d = pl_zr.zmq_msg_data(&m);
     pl_zf_header(d, PL_ZF_KIND_ESCAPE);
     memcpy(d + PL_ZF_HDR, buf, n);
-    if (zr.zmq_msg_send(&m, s, flags) < 0) {
+    if (pl_zr.zmq_msg_send(&m, s, flags) < 0) {
         int e = errno;
-        zr.zmq_msg_close(&m);
+        pl_zr.zmq_msg_close(&m);
         errno = e;
         return -1;
     }
@@ -586,7 +509,7 @@ static void pl_zq_sent(pl_zsock *z, const pl_zplan *p, size_t n, int flags)
     }
 }
 
-static int pl_zq_count(size_t n)
+int pl_zq_count(size_t n)
 {
     return n < INT_MAX ? (int)n : INT_MAX; /* what libzmq returns */
 }
@@ -602,7 +525,7 @@ static int pl_zq_send_buf(void *s, const void *buf, size_t len, int flags, bool 
     int rc = pl_zq_plan(s, z, buf, len, flags, &p);
     if (rc == 0) {
         if (p.kind == PL_ZF_PLAIN)
-            rc = is_const ? zr.zmq_send_const(s, buf, len, flags) : zr.zmq_send(s, buf, len, flags);
+            rc = is_const ? pl_zr.zmq_send_const(s, buf, len, flags) : pl_zr.zmq_send(s, buf, len, flags);
         else
             rc = pl_zq_send_planned(s, &p, buf, len, flags) == 0 ? pl_zq_count(len) : -1;
         if (rc >= 0)
@@ -645,19 +568,19 @@ int pl_zq_msg_send(zmq_msg_t *msg, void *s, int flags)
     if (!z)
         return ZREAL(zmq_msg_send, -1, msg, s, flags);
     pl_zq_depth++;
-    const void *buf = zr.zmq_msg_data(msg);
-    size_t len = zr.zmq_msg_size(msg);
+    const void *buf = pl_zr.zmq_msg_data(msg);
+    size_t len = pl_zr.zmq_msg_size(msg);
     pl_zplan p;
     int rc = pl_zq_plan(s, z, buf, len, flags, &p);
     if (rc == 0) {
         if (p.kind == PL_ZF_PLAIN) {
-            rc = zr.zmq_msg_send(msg, s, flags);
+            rc = pl_zr.zmq_msg_send(msg, s, flags);
         } else if (pl_zq_send_planned(s, &p, buf, len, flags) == 0) {
             /* The application's message was sent as far as it can tell:
              * release it as libzmq would (its free function runs now, once,
              * unless a zmq_msg_copy still holds the content). */
-            zr.zmq_msg_close(msg);
-            zr.zmq_msg_init(msg);
+            pl_zr.zmq_msg_close(msg);
+            pl_zr.zmq_msg_init(msg);
             rc = pl_zq_count(len);
         } else {
             rc = -1;
@@ -669,196 +592,3 @@ int pl_zq_msg_send(zmq_msg_t *msg, void *s, int flags)
     return rc;
 }
 
-/* ---- receiving -------------------------------------------------------------- */
-
-/* One received frame, classified. The application's bytes are
- * data[0..len): inside msg (plain, escaped) or inside obj (token). */
-typedef struct pl_zrx {
-    int kind;
-    const uint8_t *data;
-    size_t len;
-    psi_obj obj;
-} pl_zrx;
-
-static int pl_zq_resolve(const psi_token *tok, pl_zrx *rx)
-{
-    psi_err err = {0};
-    double t0 = pl_zq_now();
-    if (pl_store_resolve(tok, &rx->obj, &err) != 0) {
-        psi_log(PSI_LOG_ERROR, "zmq: cannot resolve token %s (%llu bytes): %s", tok->key,
-                (unsigned long long)tok->size, err.msg);
-        PSI_STAT_ADD(errors, 1);
-        errno = EIO;
-        return -1;
-    }
-    PSI_STAT_ADD(get_ns, (uint64_t)((pl_zq_now() - t0) * 1e9));
-    PSI_STAT_ADD(tokens_resolved, 1);
-    PSI_STAT_ADD(bytes_resolved, rx->obj.len);
-    rx->data = rx->obj.data;
-    rx->len = rx->obj.len;
-    psi_log(PSI_LOG_DEBUG, "zmq: resolved token %s (%zu bytes)", tok->key, rx->len);
-    return 0;
-}
-
-/* Receives one frame into msg (initialised by the caller) and classifies
- * it. Returns 0, or -1 with errno: the real call's, or EIO/EPROTO for a
- * frame of ours that cannot be decoded (consumed; later frames follow). */
-static int pl_zq_recv_frame(void *s, pl_zsock *z, zmq_msg_t *msg, int flags, pl_zrx *rx)
-{
-    memset(rx, 0, sizeof(*rx));
-    if (zr.zmq_msg_recv(msg, s, flags) < 0)
-        return -1;
-    bool ours = pl_zq_recv_ours(z);
-    if (z->type == ZMQ_ROUTER || z->type == ZMQ_SUB || z->type == ZMQ_XSUB)
-        z->recv_more = zr.zmq_msg_more(msg) != 0; /* only they look at it */
-    rx->kind = PL_ZF_PLAIN;
-    rx->data = zr.zmq_msg_data(msg);
-    rx->len = zr.zmq_msg_size(msg);
-    if (!ours || !pl_zf_needs_escape(rx->data, rx->len))
-        return 0;
-    int saved = errno; /* zmq_msg_gets sets EINVAL for a missing property */
-    bool announced = zr.zmq_msg_gets(msg, PL_ZQ_PROP) != NULL;
-    errno = saved;
-    if (!announced)
-        return 0;
-    psi_token tok;
-    psi_err err = {0};
-    int kind = pl_zf_classify(rx->data, rx->len, &tok, &err);
-    if (kind < 0) {
-        psi_log(PSI_LOG_ERROR, "zmq: bad frame from an interposed peer: %s", err.msg);
-        PSI_STAT_ADD(errors, 1);
-        errno = err.code == EPROTO ? EPROTO : EIO;
-        return -1;
-    }
-    rx->kind = kind;
-    if (kind == PL_ZF_ESCAPED) {
-        rx->data += PL_ZF_HDR;
-        rx->len -= PL_ZF_HDR;
-        return 0;
-    }
-    return pl_zq_resolve(&tok, rx);
-}
-
-static void pl_zq_rx_done(pl_zrx *rx)
-{
-    if (rx->kind == PL_ZF_TOKEN)
-        psi_obj_release(&rx->obj);
-}
-
-int pl_zq_recv(void *s, void *buf, size_t len, int flags)
-{
-    pl_zsock *z = pl_zq_lookup(s);
-    if (!z)
-        return ZREAL(zmq_recv, -1, s, buf, len, flags);
-    pl_zq_depth++;
-    zmq_msg_t m;
-    zr.zmq_msg_init(&m);
-    pl_zrx rx;
-    int rc = -1;
-    if (pl_zq_recv_frame(s, z, &m, flags, &rx) == 0) {
-        /* zmq_recv truncates to len and returns the frame's real size. */
-        memcpy(buf, rx.data, rx.len < len ? rx.len : len);
-        rc = pl_zq_count(rx.len);
-        pl_zq_rx_done(&rx);
-    }
-    int e = errno;
-    zr.zmq_msg_close(&m);
-    errno = e;
-    pl_zq_depth--;
-    return rc;
-}
-
-int pl_zq_recviov(void *s, struct iovec *iov, size_t *count, int flags)
-{
-    pl_zsock *z = pl_zq_lookup(s);
-    if (!z || !iov || !count || *count == 0)
-        return ZREAL(zmq_recviov, -1, s, iov, count, flags);
-    pl_zq_depth++;
-    /* As libzmq does it: up to *count frames of one message, each copied
-     * into a buffer from malloc that the caller frees. */
-    size_t max = *count;
-    int nread = 0;
-    bool more = true;
-    *count = 0;
-    for (size_t i = 0; more && i < max; i++) {
-        zmq_msg_t m;
-        zr.zmq_msg_init(&m);
-        pl_zrx rx;
-        if (pl_zq_recv_frame(s, z, &m, flags, &rx) != 0) {
-            int e = errno;
-            zr.zmq_msg_close(&m);
-            errno = e;
-            nread = -1;
-            break;
-        }
-        iov[i].iov_len = rx.len;
-        iov[i].iov_base = malloc(rx.len ? rx.len : 1);
-        if (!iov[i].iov_base) {
-            pl_zq_rx_done(&rx);
-            zr.zmq_msg_close(&m);
-            errno = ENOMEM;
-            nread = -1;
-            break;
-        }
-        memcpy(iov[i].iov_base, rx.data, rx.len);
-        more = zr.zmq_msg_more(&m) != 0;
-        pl_zq_rx_done(&rx);
-        zr.zmq_msg_close(&m);
-        ++*count;
-        ++nread;
-    }
-    pl_zq_depth--;
-    return nread;
-}
-
-/* Moves the received frame's metadata (zmq_msg_gets) and more flag onto
- * the message that replaces it. The metadata reference moves with the
- * pointer, so closing `from` afterwards drops nothing. */
-static void pl_zq_transplant(zmq_msg_t *from, zmq_msg_t *to)
-{
-    if (!pl_zq_layout_ok)
-        return;
-    unsigned char *f = (unsigned char *)from, *t = (unsigned char *)to;
-    void *md;
-    memcpy(&md, f, sizeof(md));
-    memcpy(t, &md, sizeof(md));
-    memset(f, 0, sizeof(md));
-    t[PL_ZQ_FLAGS_AT] |= f[PL_ZQ_FLAGS_AT] & 1;
-}
-
-int pl_zq_msg_recv(zmq_msg_t *msg, void *s, int flags)
-{
-    pl_zsock *z = pl_zq_lookup(s);
-    if (!z)
-        return ZREAL(zmq_msg_recv, -1, msg, s, flags);
-    pl_zq_depth++;
-    pl_zrx rx;
-    int rc = -1;
-    if (pl_zq_recv_frame(s, z, msg, flags, &rx) == 0) {
-        rc = pl_zq_count(rx.len);
-        if (rx.kind != PL_ZF_PLAIN) {
-            /* A copy, not the mapping: the application may write into a
-             * received message, and store mappings are read-only. */
-            zmq_msg_t nm;
-            if (zr.zmq_msg_init_size(&nm, rx.len) != 0) {
-                rc = -1;
-                errno = ENOMEM;
-            } else {
-                memcpy(zr.zmq_msg_data(&nm), rx.data, rx.len);
-                pl_zq_transplant(msg, &nm);
-                zr.zmq_msg_move(msg, &nm);
-                zr.zmq_msg_close(&nm);
-            }
-            pl_zq_rx_done(&rx);
-        }
-    } else if (errno == EIO || errno == EPROTO) {
-        /* The frame was consumed: leave an empty message, as after a
-         * successful receive of nothing. */
-        int e = errno;
-        zr.zmq_msg_close(msg);
-        zr.zmq_msg_init(msg);
-        errno = e;
-    }
-    pl_zq_depth--;
-    return rc;
-}

@@ -1,7 +1,8 @@
 /* pl_zmq: ZeroMQ message proxying behind the zmq_* hooks (docs/zmq.md).
  *
  * pl_hooks_zmq.c exports the hooks; each is one line into the pl_zq_*
- * function of the same call here. libzmq is never linked: its functions are
+ * function of the same call (pl_zmq.c: sockets and sending; pl_zmq_rx.c:
+ * receiving). libzmq is never linked: its functions are
  * resolved with dlsym(RTLD_NEXT) the first time a hook runs (a program that
  * calls a zmq_* function has libzmq loaded), so programs without libzmq
  * never resolve anything. */
