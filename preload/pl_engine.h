@@ -72,6 +72,10 @@ void pl_scan_std_fds(void);
  * for a send of n bytes on st; pl_log_send reports a `log` action. */
 int pl_policy_init(void);
 void pl_decide(pl_state *st, uint64_t n, pol_decision *d);
+/* The same for a send with no fd state (ZeroMQ): channel is a POL_CH_* bit,
+ * peer may be NULL (peer_len 0). */
+void pl_decide_for(int channel, const struct sockaddr *peer, socklen_t peer_len, uint64_t n,
+                   pol_decision *d);
 void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d);
 
 /* Called before a state is recycled. */

@@ -70,7 +70,8 @@ static const char *const *pl_ctx_callers(void *arg, size_t *n)
     return pl_callers(arg, n);
 }
 
-void pl_decide(pl_state *st, uint64_t n, pol_decision *d)
+void pl_decide_for(int channel, const struct sockaddr *peer, socklen_t peer_len, uint64_t n,
+                   pol_decision *d)
 {
     if (!pl_g.policy) {
         d->rule = -1;
@@ -82,16 +83,22 @@ void pl_decide(pl_state *st, uint64_t n, pol_decision *d)
         return;
     }
     pol_ctx c = {
-        .channel = st->channel ? st->channel : POL_CH_TCP,
+        .channel = channel,
         .direction = POL_DIR_SEND,
-        .peer = st->peer_len ? (const struct sockaddr *)&st->peer : NULL,
-        .peer_len = st->peer_len,
+        .peer = peer_len ? peer : NULL,
+        .peer_len = peer_len,
         .size = n,
         .exe = program_invocation_short_name,
         .callers = pl_ctx_callers,
         .callers_arg = NULL,
     };
     psi_policy_decide(pl_g.policy, &c, pl_default_threshold(), d);
+}
+
+void pl_decide(pl_state *st, uint64_t n, pol_decision *d)
+{
+    pl_decide_for(st->channel ? st->channel : POL_CH_TCP, (const struct sockaddr *)&st->peer,
+                  st->peer_len, n, d);
 }
 
 void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d)
