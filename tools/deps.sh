@@ -7,7 +7,8 @@ set -euo pipefail
 # What we need, one per line: "kind  what-to-check  debian-package".
 #   header: a file under /usr/include or its multiarch directory
 #   (libunwind.h is in /usr/include/x86_64-linux-gnu);  program: a command on PATH;
-#   nc-openbsd: the OpenBSD netcat (tests use its -U and -N flags).
+#   nc-openbsd: the OpenBSD netcat (tests use its -U and -N flags);
+#   syspy: a module Debian's /usr/bin/python3 imports (not a pyenv python).
 # Add new dependencies here (e.g. "header hiredis/hiredis.h libhiredis-dev").
 NEEDS="
 header   xxhash.h      libxxhash-dev
@@ -35,6 +36,7 @@ program  redis-cli     redis-tools
 header   zmq.h         libzmq3-dev
 header   mpich/mpi.h   libmpich-dev
 program  mpiexec.hydra mpich
+syspy    zmq           python3-zmq
 "
 
 # Prints nothing and succeeds if the requirement is met.
@@ -44,6 +46,7 @@ have() {
     header)     [[ -f /usr/include/$what ]] || compgen -G "/usr/include/*-linux-gnu/$what" >/dev/null ;;
     program)    command -v "$what" >/dev/null 2>&1 ;;
     nc-openbsd) [[ $(readlink -f "$(command -v nc 2>/dev/null || echo /nonexistent)") == *openbsd* ]] ;;
+    syspy)      /usr/bin/python3 -c "import $what" >/dev/null 2>&1 ;;
     *)          echo "deps.sh: unknown kind '$kind'" >&2; return 1 ;;
     esac
 }
