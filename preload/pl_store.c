@@ -68,6 +68,14 @@ int pl_store_put(const void *buf, size_t n, const pol_decision *d, psi_token *to
     return psi_store_put(s, buf, n, &o, tok, err);
 }
 
+int pl_store_ref(const psi_token *tok, const pol_decision *d, psi_token *out, psi_err *err)
+{
+    psi_store *s = pl_store_get(d ? d->connector + 1 : 0, err);
+    if (!s)
+        return -1;
+    return psi_store_ref(s, tok, out, err);
+}
+
 int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
 {
     psi_err ignored;
