@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# MPI with 4 ranks, the whole mpiexec command preloaded:
+#  1. probe-then-receive: ranks 1..3 each send 4 MiB + rank*4 KiB; rank 0
+#     loops MPI_Probe(ANY_SOURCE, ANY_TAG), MPI_Get_count, malloc, MPI_Recv.
+#     The probed count is the real size, every buffer byte-exact.
+#  2. fan-out: rank 0 sends one 64 MiB buffer to ranks 1..3, then lists the
+#     store before anyone receives: one object, three references. Then a
+#     64 MiB MPI_Bcast. Every buffer byte-exact; the store is empty at the
+#     end (each receiver released its own reference).
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+need mpicc mpiexec
+
+mpicc -O1 -Wall -Wextra -Werror -o mpi_calls "$HERE/mpi/mpi_calls.c" -lxxhash ||
+    fail "mpicc could not build mpi/mpi_calls.c"
+STORE_DIR=$TEST_TMP/fanstore
+mkdir -p "$STORE_DIR"
+
+# run NAME ARGS...: preloaded mpiexec -n 4 in dir NAME; checks that every
+# rank finished and every received buffer hashes as sent.
+run() {
+    local name=$1 rc=0
+    shift
+    mkdir -p "$name"
+    (cd "$name" && preload env PSI_STATS="$TEST_TMP/$name.stats" PSI_STORE="file://$STORE_DIR" \
+        timeout 100 mpiexec -n 4 ../mpi_calls "$@") >"$name.out" 2>"$name.err" || rc=$?
+    ((rc == 0)) || { cat "$name"/out.* >&2 || true; fail "$name: mpiexec exited with status $rc"; }
+    for r in 0 1 2 3; do
+        grep -q "DONE rank=$r failures=0" "$name/out.$r" || fail "$name: rank $r: $(tail -3 "$name/out.$r")"
+    done
+    # A buffer sent to k ranks is received k times: compare distinct lines.
+    grep -h '^RECV' "$name"/out.* | sort -u >"$name.recv"
+    grep -h '^SEND' "$name"/out.* | sed 's/^SEND/RECV/' | sort -u >"$name.send"
+    diff "$name.send" "$name.recv" >"$name.diff" ||
+        fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
+    left=$(find "$STORE_DIR" -type f | wc -l)
+    ((left == 0)) || fail "$name: store holds $left files after the run"
+}
+
+# 1.
+run probe probe $((4 * MiB))
+[[ $(grep -ch '^RECV any' probe/out.0) -eq 3 ]] || fail "probe: rank 0 did not receive 3 buffers"
+expect_stat probe.stats tokens_sent -eq 3 "probe: ranks 1..3"
+expect_stat probe.stats tokens_resolved -eq 3 "probe: rank 0"
+log "ok probe ANY_SOURCE + Get_count + malloc + Recv: real sizes, 3 tokens"
+
+# 2.
+run fanout fanout $((64 * MiB)) "$STORE_DIR"
+grep -q '^STORE objects=1 refs=3$' fanout/out.0 ||
+    fail "fan-out: expected one object and three references, got: $(grep STORE fanout/out.0)"
+[[ $(cat fanout/out.* | grep -c '^RECV fanout') -eq 3 ]] || fail "fan-out: not 3 receives"
+[[ $(grep -h '^RECV bcast' fanout/out.* | wc -l) -eq 3 ]] || fail "bcast: not 3 receives"
+# 3 sends and one Bcast to 3 ranks from rank 0; 6 tokens resolved.
+expect_stat fanout.stats tokens_sent -eq 6 "fan-out and Bcast"
+expect_stat fanout.stats tokens_resolved -eq 6 "fan-out and Bcast"
+expect_stat fanout.stats bytes_resolved -eq $((6 * 64 * MiB)) "fan-out and Bcast"
+expect_stat fanout.stats errors -eq 0 "fan-out and Bcast"
+log "ok fan-out of 64 MiB to 3 ranks stored once (1 object, 3 references); Bcast 64 MiB"
