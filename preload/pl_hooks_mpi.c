@@ -35,12 +35,16 @@ PL_MPI_SEND_HOOK(Bsend, PL_MPI_BSEND, int, false)
 PL_MPI_SEND_HOOK(Rsend, PL_MPI_RSEND, int, false)
 PL_MPI_ISEND_HOOK(Isend, PL_MPI_ISEND, int, false)
 PL_MPI_ISEND_HOOK(Issend, PL_MPI_ISSEND, int, false)
+PL_MPI_ISEND_HOOK(Ibsend, PL_MPI_IBSEND, int, false)
+PL_MPI_ISEND_HOOK(Irsend, PL_MPI_IRSEND, int, false)
 PL_MPI_SEND_HOOK(Send_c, PL_MPI_SEND, MPI_Count, true)
 PL_MPI_SEND_HOOK(Ssend_c, PL_MPI_SSEND, MPI_Count, true)
 PL_MPI_SEND_HOOK(Bsend_c, PL_MPI_BSEND, MPI_Count, true)
 PL_MPI_SEND_HOOK(Rsend_c, PL_MPI_RSEND, MPI_Count, true)
 PL_MPI_ISEND_HOOK(Isend_c, PL_MPI_ISEND, MPI_Count, true)
 PL_MPI_ISEND_HOOK(Issend_c, PL_MPI_ISSEND, MPI_Count, true)
+PL_MPI_ISEND_HOOK(Ibsend_c, PL_MPI_IBSEND, MPI_Count, true)
+PL_MPI_ISEND_HOOK(Irsend_c, PL_MPI_IRSEND, MPI_Count, true)
 
 /* ---- receives ------------------------------------------------------------- */
 
@@ -86,6 +90,29 @@ PL_MPI_ISEND_HOOK(Issend_c, PL_MPI_ISSEND, MPI_Count, true)
                                        status, large);                                        \
     }                                                                                         \
     PL_MPI_ALIAS(Sendrecv_replace##suffix)                                                    \
+    PL_EXPORT int MPI_Isendrecv##suffix(const void *sbuf, ctype scount, MPI_Datatype stype,  \
+                                        int dest, int stag, void *rbuf, ctype rcount,         \
+                                        MPI_Datatype rtype, int source, int rtag,             \
+                                        MPI_Comm comm, MPI_Request *req)                      \
+    {                                                                                         \
+        return pl_mpi_isendrecv(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype, source, \
+                                rtag, comm, req, large, false);                               \
+    }                                                                                         \
+    PL_MPI_ALIAS(Isendrecv##suffix)                                                           \
+    PL_EXPORT int MPI_Isendrecv_replace##suffix(void *buf, ctype count, MPI_Datatype type,   \
+                                                int dest, int stag, int source, int rtag,     \
+                                                MPI_Comm comm, MPI_Request *req)              \
+    {                                                                                         \
+        return pl_mpi_isendrecv(buf, count, type, dest, stag, buf, count, type, source, rtag, \
+                                comm, req, large, true);                                      \
+    }                                                                                         \
+    PL_MPI_ALIAS(Isendrecv_replace##suffix)                                                   \
+    PL_EXPORT int MPI_Recv_init##suffix(void *buf, ctype count, MPI_Datatype type,           \
+                                        int source, int tag, MPI_Comm comm, MPI_Request *req) \
+    {                                                                                         \
+        return pl_mpi_recv_init(buf, count, type, source, tag, comm, req, large);             \
+    }                                                                                         \
+    PL_MPI_ALIAS(Recv_init##suffix)                                                           \
     PL_EXPORT int MPI_Bcast##suffix(void *buf, ctype count, MPI_Datatype type, int root,     \
                                     MPI_Comm comm)                                            \
     {                                                                                         \

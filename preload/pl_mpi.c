@@ -90,11 +90,14 @@ typedef struct pl_mpi_req {
     struct pl_mpi_req *next;
     MPI_Request h;
     int kind;
+    bool persistent; /* MPI_Recv_init: stays until MPI_Request_free */
+    bool by_content; /* MPI_Isendrecv: see pl_after_recv_x */
+    pl_mpi_ent *ent; /* the receive half was served from the stash */
     void *buf; /* PL_REQ_RECV: where the message lands */
     MPI_Count count;
     MPI_Datatype type;
     MPI_Comm comm;
-    uint8_t msg[PL_MPI_MSG_LEN]; /* PL_REQ_SEND: the token message in flight */
+    uint8_t msg[PL_MPI_MSG_LEN]; /* the token message in flight, if we sent one */
 } pl_mpi_req;
 
 #define PL_REQ_BUCKETS 256
@@ -121,7 +124,8 @@ static void pl_req_add(pl_mpi_req *r)
     pthread_mutex_unlock(&pl_mpi_lock);
 }
 
-static pl_mpi_req *pl_req_take(MPI_Request h)
+/* The entry of h, unlinked unless persistent (`all`: unlink those too). */
+static pl_mpi_req *pl_req_take(MPI_Request h, bool all)
 {
     if (!pl_mpi_have_reqs() || h == MPI_REQUEST_NULL)
         return NULL;
@@ -129,7 +133,7 @@ static pl_mpi_req *pl_req_take(MPI_Request h)
     pl_mpi_req **pp = &pl_mpi_reqs[pl_req_bucket(h)], *r;
     while ((r = *pp) && r->h != h)
         pp = &r->next;
-    if (r) {
+    if (r && (all || !r->persistent)) {
         *pp = r->next;
         atomic_fetch_sub(&pl_mpi_nreq, 1);
     }
@@ -299,12 +303,15 @@ static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype typ
 
 /* After a real receive into (buf, count, type) completed with st: if it
  * brought a token, resolve it. Returns an MPI error code (not yet reported
- * to the error handler). */
-static int pl_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
-                         MPI_Status *st)
+ * to the error handler). by_content: the status's size cannot be trusted
+ * (MPICH 4.0's MPI_Isendrecv leaves it stale), so only the bytes decide:
+ * magic, checksum and token must all hold. */
+static int pl_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+                           MPI_Status *st, bool by_content)
 {
-    MPI_Count n = 0;
-    if (R(Get_elements_x)(st, MPI_BYTE, &n) != MPI_SUCCESS || n != PL_MPI_MSG_LEN)
+    MPI_Count n = PL_MPI_MSG_LEN;
+    if (!by_content &&
+        (R(Get_elements_x)(st, MPI_BYTE, &n) != MPI_SUCCESS || n != PL_MPI_MSG_LEN))
         return MPI_SUCCESS;
     uint8_t *tmp;
     const uint8_t *p = pl_peek(buf, count, type, comm, &tmp);
@@ -317,6 +324,12 @@ static int pl_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm
                 PL_MPI_MSG_LEN, err.msg);
     free(tmp);
     return token ? pl_deliver_token(&m, buf, count, type, comm, st) : MPI_SUCCESS;
+}
+
+static int pl_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+                         MPI_Status *st)
+{
+    return pl_after_recv_x(buf, count, type, comm, st, false);
 }
 
 /* ---- send side ------------------------------------------------------------ */
@@ -467,6 +480,12 @@ static int pl_real_send(int mode, const void *buf, MPI_Count c, MPI_Datatype t, 
     case PL_MPI_ISSEND:
         return large ? R(Issend_c)(buf, c, t, dest, tag, comm, req)
                      : R(Issend)(buf, n, t, dest, tag, comm, req);
+    case PL_MPI_IBSEND:
+        return large ? R(Ibsend_c)(buf, c, t, dest, tag, comm, req)
+                     : R(Ibsend)(buf, n, t, dest, tag, comm, req);
+    case PL_MPI_IRSEND:
+        return large ? R(Irsend_c)(buf, c, t, dest, tag, comm, req)
+                     : R(Irsend)(buf, n, t, dest, tag, comm, req);
     default:
         return large ? R(Send_c)(buf, c, t, dest, tag, comm) : R(Send)(buf, n, t, dest, tag, comm);
     }
@@ -477,7 +496,7 @@ int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, i
 {
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
-    if (mode != PL_MPI_ISEND && mode != PL_MPI_ISSEND) {
+    if (mode < PL_MPI_ISEND) {
         uint8_t msg[PL_MPI_MSG_LEN];
         if (pl_tokenize(buf, count, type, dest, comm, msg))
             return pl_real_send(mode, msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, tag, comm, NULL,
@@ -497,6 +516,8 @@ int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, i
     }
     r->h = *req;
     r->kind = PL_REQ_SEND;
+    r->persistent = false;
+    r->ent = NULL;
     pl_req_add(r);
     return rc;
 }
@@ -597,7 +618,7 @@ static int pl_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Dataty
 }
 
 static void pl_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
-                          MPI_Request h)
+                          MPI_Request h, bool persistent)
 {
     /* A buffer smaller than a token message cannot take one; a token sent
      * to it truncates, as the real payload would have. */
@@ -608,8 +629,8 @@ static void pl_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Com
         psi_log(PSI_LOG_ERROR, "MPI receive: out of memory; a token it gets stays unresolved");
         return;
     }
-    *r = (pl_mpi_req){.h = h, .kind = PL_REQ_RECV, .buf = buf, .count = count, .type = type,
-                      .comm = comm};
+    *r = (pl_mpi_req){.h = h, .kind = PL_REQ_RECV, .persistent = persistent, .buf = buf,
+                      .count = count, .type = type, .comm = comm};
     pl_req_add(r);
 }
 
@@ -624,31 +645,49 @@ int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int 
     int rc = large ? R(Irecv_c)(buf, count, type, source, tag, comm, req)
                    : R(Irecv)(buf, (int)count, type, source, tag, comm, req);
     if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
-        pl_watch_recv(buf, count, type, comm, *req);
+        pl_watch_recv(buf, count, type, comm, *req, false);
+    return rc;
+}
+
+/* A persistent receive: every completion is checked for a token until the
+ * request is freed. (Persistent sends are not proxied: docs/mpi.md.) */
+int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
+                     MPI_Comm comm, MPI_Request *req, bool large)
+{
+    if (!pl_mpi_bind())
+        return MPI_ERR_INTERN;
+    int rc = large ? R(Recv_init_c)(buf, count, type, source, tag, comm, req)
+                   : R(Recv_init)(buf, (int)count, type, source, tag, comm, req);
+    if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
+        pl_watch_recv(buf, count, type, comm, *req, true);
     return rc;
 }
 
 int pl_mpi_complete(MPI_Request h, MPI_Status *st)
 {
-    pl_mpi_req *r = pl_req_take(h);
+    pl_mpi_req *r = pl_req_take(h, false);
     if (!r)
         return MPI_SUCCESS;
     int rc = MPI_SUCCESS, cancelled = 0;
-    if (r->kind == PL_REQ_RECV) {
+    if (r->ent) {
+        rc = pl_deliver_ent(r->ent, r->buf, r->count, r->type, r->comm, st);
+        r->ent = NULL;
+    } else if (r->kind == PL_REQ_RECV) {
         R(Test_cancelled)(st, &cancelled);
-        if (!cancelled && st->MPI_SOURCE != MPI_PROC_NULL)
-            rc = pl_after_recv(r->buf, r->count, r->type, r->comm, st);
-        if (rc != MPI_SUCCESS)
-            pl_mpi_error(r->comm, rc);
+        if (!cancelled && (r->by_content || st->MPI_SOURCE != MPI_PROC_NULL))
+            rc = pl_after_recv_x(r->buf, r->count, r->type, r->comm, st, r->by_content);
     }
+    if (rc != MPI_SUCCESS)
+        pl_mpi_error(r->comm, rc);
     /* A cancelled proxied send leaves its object to the TTL and `psi gc`. */
-    free(r);
+    if (!r->persistent)
+        free(r);
     return rc;
 }
 
 void pl_mpi_forget(MPI_Request h)
 {
-    pl_mpi_req *r = pl_req_take(h);
+    pl_mpi_req *r = pl_req_take(h, true);
     if (r && r->kind == PL_REQ_SEND) {
         /* MPI may still be sending the token message from r->msg: it must
          * outlive the request, which nobody will complete. Kept, on
@@ -746,6 +785,64 @@ int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int d
     rc = pl_after_recv(buf, count, type, comm, &st);
     pl_status_out(status, &st);
     return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
+}
+
+/* Nonblocking send-receive: the token message (if any) lives in the
+ * request's entry; the receive half is resolved at completion, or was
+ * served from the stash and is delivered then. */
+int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
+                     int rtag, MPI_Comm comm, MPI_Request *req, bool large, bool replace)
+{
+    if (!pl_mpi_bind())
+        return MPI_ERR_INTERN;
+    pl_mpi_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return pl_mpi_error(comm, MPI_ERR_NO_MEM);
+    bool proxied = pl_tokenize(sbuf, scount, stype, dest, comm, r->msg);
+    if (proxied) {
+        sbuf = r->msg;
+        scount = PL_MPI_MSG_LEN;
+        stype = MPI_BYTE;
+    }
+    r->ent = pl_stash_take(comm, source, rtag);
+    int rc;
+    if (r->ent || proxied || !replace) {
+        void *rb = r->ent ? NULL : rbuf;
+        MPI_Count rc_ = r->ent ? 0 : rcount;
+        MPI_Datatype rt = r->ent ? MPI_BYTE : rtype;
+        int src = r->ent ? MPI_PROC_NULL : source;
+        /* Replace with a stashed message: it lands in buf at completion,
+         * after the send half has taken buf's bytes. */
+        rc = large ? R(Isendrecv_c)(sbuf, scount, stype, dest, stag, rb, rc_, rt, src, rtag, comm,
+                                  req)
+                 : R(Isendrecv)(sbuf, (int)scount, stype, dest, stag, rb, (int)rc_, rt, src, rtag,
+                                comm, req);
+    } else {
+        rc = large ? R(Isendrecv_replace_c)(rbuf, rcount, rtype, dest, stag, source, rtag, comm,
+                                            req)
+                   : R(Isendrecv_replace)(rbuf, (int)rcount, rtype, dest, stag, source, rtag,
+                                          comm, req);
+    }
+    if (rc != MPI_SUCCESS) {
+        free(r->ent);
+        free(r);
+        return rc;
+    }
+    r->h = *req;
+    r->kind = source == MPI_PROC_NULL && !r->ent ? PL_REQ_SEND : PL_REQ_RECV;
+    r->by_content = true;
+    r->buf = rbuf;
+    r->count = rcount;
+    r->type = rtype;
+    r->comm = comm;
+    if (!proxied && !r->ent && (r->kind == PL_REQ_SEND ||
+                                pl_bytes(rcount, rtype, NULL) < PL_MPI_MSG_LEN)) {
+        free(r); /* nothing of ours to finish */
+        return rc;
+    }
+    pl_req_add(r);
+    return rc;
 }
 
 /* ---- probes --------------------------------------------------------------- */
@@ -930,7 +1027,7 @@ int pl_mpi_imrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *me
     int rc = large ? R(Imrecv_c)(buf, count, type, message, req)
                    : R(Imrecv)(buf, (int)count, type, message, req);
     if (rc == MPI_SUCCESS && !noproc)
-        pl_watch_recv(buf, count, type, MPI_COMM_WORLD, *req);
+        pl_watch_recv(buf, count, type, MPI_COMM_WORLD, *req, false);
     return rc;
 }
 

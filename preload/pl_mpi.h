@@ -26,6 +26,8 @@
     X(Test) X(Testall) X(Testany) X(Testsome)                                             \
     X(Probe) X(Iprobe) X(Mprobe) X(Improbe) X(Mrecv) X(Imrecv) X(Mrecv_c) X(Imrecv_c)     \
     X(Bcast) X(Bcast_c) X(Request_free) X(Cancel)                                         \
+    X(Ibsend) X(Irsend) X(Ibsend_c) X(Irsend_c) X(Recv_init) X(Recv_init_c)               \
+    X(Isendrecv) X(Isendrecv_c) X(Isendrecv_replace) X(Isendrecv_replace_c)               \
     /* helpers */                                                                         \
     X(Type_size_x) X(Type_get_envelope) X(Type_get_extent_x) X(Pack_c) X(Unpack_c)        \
     X(Get_elements_x) X(Status_set_elements_x) X(Status_set_cancelled) X(Test_cancelled)                    \
@@ -48,8 +50,9 @@ bool pl_mpi_bind(void);
  * so the completion wrappers skip all bookkeeping otherwise. */
 bool pl_mpi_have_reqs(void);
 
+/* Blocking modes first: mode < PL_MPI_ISEND is a blocking send. */
 enum pl_mpi_send_mode { PL_MPI_SEND, PL_MPI_SSEND, PL_MPI_BSEND, PL_MPI_RSEND, PL_MPI_ISEND,
-                        PL_MPI_ISSEND };
+                        PL_MPI_ISSEND, PL_MPI_IBSEND, PL_MPI_IRSEND };
 
 /* The logic behind each hook (pl_mpi.c, pl_mpi_wait.c). `large`: the
  * caller is an MPI-4 _c variant, so the real call is the _c one too. */
@@ -62,6 +65,12 @@ int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int 
 int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
                     int rtag, MPI_Comm comm, MPI_Status *status, bool large);
+int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
+                     MPI_Comm comm, MPI_Request *req, bool large);
+/* MPI_Isendrecv, and MPI_Isendrecv_replace (replace: sbuf == rbuf). */
+int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
+                     int rtag, MPI_Comm comm, MPI_Request *req, bool large, bool replace);
 int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int dest,
                             int stag, int source, int rtag, MPI_Comm comm, MPI_Status *status,
                             bool large);

@@ -43,7 +43,7 @@ run() {
     # by rank 0 only, sent by rank 1, so both sets are the same.
     diff "$name.send" "$name.recv" >"$name.diff" ||
         fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
-    local want=$((5 * 36)) got # 36 buffers received per size
+    local want=$((5 * 48)) got # 48 buffers received per size
     got=$(wc -l <"$name.recv")
     ((got == want)) || fail "$name: $got buffers received, expected $want"
     [[ $(grep -h '^TRUNC' "$name"/out.* | grep -c ' 1$') -eq 5 ]] ||
@@ -60,7 +60,7 @@ log "ok plain mpiexec: $(wc -l <plain.recv) buffers checked"
 # (its packed 2 MiB; at T and T+1 the packed half is below T).
 run pre
 diff plain.recv pre.recv >/dev/null || fail "preloaded run received other bytes than the plain one"
-expect_stat pre.stats tokens_sent -eq $((36 * 3 + 1)) "preloaded mpi_calls"
+expect_stat pre.stats tokens_sent -eq $((48 * 3 + 1)) "preloaded mpi_calls"
 expect_stat pre.stats tokens_resolved -eq "$(tokens_sent pre.stats)" "preloaded mpi_calls"
 expect_stat pre.stats errors -eq 0 "preloaded mpi_calls"
 expect_stat pre.stats inline_fallbacks -eq 0 "preloaded mpi_calls"

@@ -273,6 +273,78 @@ static void p2p(size_t n)
         free(pk);
         MPI_Type_free(&vec);
     }
+    /* 19 Ibsend and Irsend (the receive posted first) */
+    CASE(19);
+    if (rank == 1) MPI_Irecv(r, (int)n, MPI_BYTE, 0, 44, c, &rq);
+    MPI_Barrier(c);
+    if (rank == 0) {
+        int bsz = (int)n + MPI_BSEND_OVERHEAD + 1024;
+        void *b = malloc((size_t)bsz);
+        MPI_Buffer_attach(b, bsz);
+        MPI_Ibsend(s, (int)n, MPI_BYTE, 1, 44, c, &rq);
+        MPI_Wait(&rq, MPI_STATUS_IGNORE);
+        MPI_Buffer_detach(&b, &bsz);
+        free(b);
+        sent("ibsend", s, n);
+    } else { MPI_Wait(&rq, &st); got("ibsend", 19, r, n, &st, 0, 44); }
+    CASE(20);
+    if (rank == 1) MPI_Irecv(r, (int)n, MPI_BYTE, 0, 45, c, &rq);
+    MPI_Barrier(c);
+    if (rank == 0) { MPI_Irsend(s, (int)n, MPI_BYTE, 1, 45, c, &rq); MPI_Wait(&rq, MPI_STATUS_IGNORE); sent("irsend", s, n); }
+    else { MPI_Wait(&rq, &st); got("irsend", 20, r, n, &st, 0, 45); }
+    /* 21 Isendrecv and Isendrecv_replace, both ways */
+    fill(s, n, 210 + rank); memset(r, 0, n);
+    MPI_Isendrecv(s, (int)n, MPI_BYTE, peer, 46, r, (int)n, MPI_BYTE, peer, 46, c, &rq);
+    /* MPICH 4.0.2 leaves MPI_Isendrecv's status stale: not checked. */
+    MPI_Wait(&rq, &st);
+    got(rank ? "isendrecv0" : "isendrecv1", 210 + peer, r, n, NULL, peer, 46);
+    sent(rank ? "isendrecv1" : "isendrecv0", s, n);
+    fill(s, n, 220 + rank); memcpy(r, s, n);
+    MPI_Isendrecv_replace(r, (int)n, MPI_BYTE, peer, 47, peer, 47, c, &rq);
+    MPI_Wait(&rq, &st);
+    got(rank ? "ireplace0" : "ireplace1", 220 + peer, r, n, NULL, peer, 47);
+    sent(rank ? "ireplace1" : "ireplace0", s, n);
+    /* 22 a persistent receive, started twice */
+    if (rank == 1) {
+        MPI_Request pr;
+        MPI_Recv_init(r, (int)n, MPI_BYTE, 0, 48, c, &pr);
+        for (int k = 0; k < 2; k++) {
+            memset(r, 0, n);
+            MPI_Start(&pr);
+            MPI_Wait(&pr, &st);
+            got(k ? "persist1" : "persist0", 230 + k, r, n, &st, 0, 48);
+        }
+        MPI_Request_free(&pr);
+    } else {
+        for (int k = 0; k < 2; k++) {
+            fill(s, n, 230 + k);
+            MPI_Send(s, (int)n, MPI_BYTE, 1, 48, c);
+            sent(k ? "persist1" : "persist0", s, n);
+        }
+    }
+    /* 23 probe first, then each other kind of receive takes the probed
+     * message (a token is held by the interposer after the probe) */
+    const char *after[4] = {"probe-irecv", "probe-sendrecv", "probe-mprobe", "probe-isendrecv"};
+    for (int k = 0; k < 4; k++) {
+        fill(s, n, 240 + k); memset(r, 0, n);
+        if (rank == 0) {
+            MPI_Send(s, (int)n, MPI_BYTE, 1, 50 + k, c);
+            sent(after[k], s, n);
+            if (k == 1 || k == 3) MPI_Recv(NULL, 0, MPI_BYTE, 1, 60 + k, c, MPI_STATUS_IGNORE);
+            continue;
+        }
+        MPI_Probe(0, 50 + k, c, &st);
+        MPI_Message msg;
+        switch (k) {
+        case 0: MPI_Irecv(r, (int)n, MPI_BYTE, 0, 50, c, &rq); MPI_Wait(&rq, &st); break;
+        case 1: MPI_Sendrecv(NULL, 0, MPI_BYTE, 0, 61, r, (int)n, MPI_BYTE, 0, 51, c, &st); break;
+        case 2: MPI_Mprobe(0, 52, c, &msg, &st); MPI_Mrecv(r, (int)n, MPI_BYTE, &msg, &st); break;
+        default:
+            MPI_Isendrecv(NULL, 0, MPI_BYTE, 0, 63, r, (int)n, MPI_BYTE, 0, 53, c, &rq);
+            MPI_Wait(&rq, &st);
+        }
+        got(after[k], 240 + k, r, n, k == 3 ? NULL : &st, 0, 50 + k);
+    }
     /* 17 truncation: a buffer one byte short gives MPI_ERR_TRUNCATE */
     CASE(17);
     MPI_Comm tc;
