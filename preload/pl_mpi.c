@@ -16,6 +16,8 @@
 #include "pl_mpi.h"
 
 #ifdef PL_HAVE_MPI
+#include "pl_mpi_real.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -31,7 +33,15 @@
 #include "psi_stats.h"
 
 pl_mpi_real_table pl_mpi_real;
-#define R(name) (pl_mpi_real.name)
+
+/* pl_mpi.h spells MPICH's types without mpi.h. */
+_Static_assert(__builtin_types_compatible_p(MPI_Comm, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Datatype, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Request, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Message, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Count, pl_mpi_count) &&
+                   MPI_ERR_INTERN == PL_MPI_ERR_INTERN,
+               "mpi.h is not MPICH's: the MPI hooks speak the MPICH ABI");
 
 /* ---- binding -------------------------------------------------------------- */
 
@@ -76,6 +86,26 @@ bool pl_mpi_bind(void)
     return pl_mpi_bound;
 }
 
+static pthread_once_t pl_mpi_abi_once = PTHREAD_ONCE_INIT;
+static bool pl_mpi_is_foreign;
+
+/* Open MPI (libmpi.so.40) is the other ABI on Linux; it exports its
+ * predefined objects under these names. Everything else we meet (MPICH,
+ * Intel MPI, MVAPICH) shares MPICH's. */
+static void pl_mpi_abi_detect(void)
+{
+    pl_mpi_is_foreign = dlsym(RTLD_DEFAULT, "ompi_mpi_comm_world") != NULL ||
+                        pl_mpi_sym("ompi_mpi_comm_world") != NULL;
+    if (pl_mpi_is_foreign)
+        psi_log(PSI_LOG_INFO, "MPI: Open MPI ABI; MPI calls pass through untouched");
+}
+
+bool pl_mpi_foreign(void)
+{
+    pthread_once(&pl_mpi_abi_once, pl_mpi_abi_detect);
+    return pl_mpi_is_foreign;
+}
+
 /* ---- shared state: the stash, matched-message handles, requests ----------- */
 
 static pthread_mutex_t pl_mpi_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -92,6 +122,7 @@ typedef struct pl_mpi_req {
     int kind;
     bool persistent; /* MPI_Recv_init: stays until MPI_Request_free */
     bool by_content; /* MPI_Isendrecv: see pl_after_recv_x */
+    bool msg_live;   /* MPI sends r->msg: it must outlive the request */
     pl_mpi_ent *ent; /* the receive half was served from the stash */
     void *buf; /* PL_REQ_RECV: where the message lands */
     MPI_Count count;
@@ -517,6 +548,8 @@ int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, i
     r->h = *req;
     r->kind = PL_REQ_SEND;
     r->persistent = false;
+    r->by_content = false;
+    r->msg_live = true;
     r->ent = NULL;
     pl_req_add(r);
     return rc;
@@ -685,16 +718,32 @@ int pl_mpi_complete(MPI_Request h, MPI_Status *st)
     return rc;
 }
 
-void pl_mpi_forget(MPI_Request h)
+int pl_mpi_cancel(MPI_Request *req)
 {
+    /* Nothing of ours: a cancelled receive completes with no data, and
+     * completion looks at the status before any token. */
+    return pl_mpi_bind() ? R(Cancel)(req) : MPI_ERR_INTERN;
+}
+
+int pl_mpi_request_free(MPI_Request *req)
+{
+    if (!pl_mpi_bind())
+        return MPI_ERR_INTERN;
+    MPI_Request h = *req;
+    int rc = R(Request_free)(req);
+    if (rc != MPI_SUCCESS)
+        return rc;
     pl_mpi_req *r = pl_req_take(h, true);
-    if (r && r->kind == PL_REQ_SEND) {
+    if (r && r->msg_live) {
         /* MPI may still be sending the token message from r->msg: it must
          * outlive the request, which nobody will complete. Kept, on
-         * purpose (docs/mpi.md: 280 bytes per freed proxied send). */
-        return;
+         * purpose (docs/mpi.md: ~300 bytes per freed proxied send). */
+        return rc;
     }
+    if (r)
+        free(r->ent);
     free(r);
+    return rc;
 }
 
 /* ---- Sendrecv ------------------------------------------------------------- */
@@ -832,6 +881,7 @@ int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int
     r->h = *req;
     r->kind = source == MPI_PROC_NULL && !r->ent ? PL_REQ_SEND : PL_REQ_RECV;
     r->by_content = true;
+    r->msg_live = proxied;
     r->buf = rbuf;
     r->count = rcount;
     r->type = rtype;

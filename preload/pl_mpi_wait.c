@@ -8,10 +8,10 @@
 #include "pl_mpi.h"
 
 #ifdef PL_HAVE_MPI
+#include "pl_mpi_real.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#define R(name) (pl_mpi_real.name)
 #define PL_MPI_STACK 32
 
 /* Scratch arrays for n requests: on the stack when small. */
