@@ -12,11 +12,16 @@
  * payload below PL_MPI_MSG_LEN is never proxied, so a buffer big enough
  * for the payload always holds the token. Probes must report the real
  * size, so a probe that meets a PL_MPI_MSG_LEN-byte message receives it
- * into the stash (pl_mpi_msg.h), which every receive consults first. */
+ * into the stash (pl_mpi_msg.h), which every receive consults first.
+ *
+ * This file: binding, the stash and the request table, datatypes,
+ * delivery and completion. Sends and Bcast are in pl_mpi_send.c, receives
+ * and probes in pl_mpi_recv.c, Wait/Test in pl_mpi_wait.c, the exported
+ * symbols in pl_hooks_mpi.c. */
 #include "pl_mpi.h"
 
 #ifdef PL_HAVE_MPI
-#include "pl_mpi_real.h"
+#include "pl_mpi_int.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -114,23 +119,6 @@ static pl_mpi_stash pl_mpi_matched;     /* Mprobe'd, owned by a handle of ours *
 static atomic_uint pl_mpi_nq;           /* pl_mpi_q.n, read without the lock */
 static uint32_t pl_mpi_next_handle;
 
-enum { PL_REQ_RECV = 1, PL_REQ_SEND = 2 };
-
-typedef struct pl_mpi_req {
-    struct pl_mpi_req *next;
-    MPI_Request h;
-    int kind;
-    bool persistent; /* MPI_Recv_init: stays until MPI_Request_free */
-    bool by_content; /* MPI_Isendrecv: see pl_after_recv_x */
-    bool msg_live;   /* MPI sends r->msg: it must outlive the request */
-    pl_mpi_ent *ent; /* the receive half was served from the stash */
-    void *buf; /* PL_REQ_RECV: where the message lands */
-    MPI_Count count;
-    MPI_Datatype type;
-    MPI_Comm comm;
-    uint8_t msg[PL_MPI_MSG_LEN]; /* the token message in flight, if we sent one */
-} pl_mpi_req;
-
 #define PL_REQ_BUCKETS 256
 static pl_mpi_req *pl_mpi_reqs[PL_REQ_BUCKETS];
 static atomic_uint pl_mpi_nreq;
@@ -145,7 +133,7 @@ static unsigned pl_req_bucket(MPI_Request h)
     return ((unsigned)h * 2654435761u) >> 24 & (PL_REQ_BUCKETS - 1);
 }
 
-static void pl_req_add(pl_mpi_req *r)
+void pl_mpi_req_add(pl_mpi_req *r)
 {
     pthread_mutex_lock(&pl_mpi_lock);
     unsigned b = pl_req_bucket(r->h);
@@ -172,19 +160,19 @@ static pl_mpi_req *pl_req_take(MPI_Request h, bool all)
     return r;
 }
 
-static pl_mpi_pat pl_pat(MPI_Comm comm, int source, int tag)
+pl_mpi_pat pl_mpi_pat_of(MPI_Comm comm, int source, int tag)
 {
     return (pl_mpi_pat){.comm = (uint64_t)(uint32_t)comm, .source = source, .tag = tag,
                         .any_source = source == MPI_ANY_SOURCE, .any_tag = tag == MPI_ANY_TAG};
 }
 
 /* The oldest stashed message a receive of (source, tag, comm) matches. */
-static pl_mpi_ent *pl_stash_take(MPI_Comm comm, int source, int tag)
+pl_mpi_ent *pl_mpi_q_take(MPI_Comm comm, int source, int tag)
 {
     if (atomic_load_explicit(&pl_mpi_nq, memory_order_acquire) == 0 ||
         source == MPI_PROC_NULL)
         return NULL;
-    pl_mpi_pat p = pl_pat(comm, source, tag);
+    pl_mpi_pat p = pl_mpi_pat_of(comm, source, tag);
     pthread_mutex_lock(&pl_mpi_lock);
     pl_mpi_ent *e = pl_mpi_stash_take(&pl_mpi_q, &p);
     atomic_store(&pl_mpi_nq, (unsigned)pl_mpi_q.n);
@@ -192,12 +180,37 @@ static pl_mpi_ent *pl_stash_take(MPI_Comm comm, int source, int tag)
     return e;
 }
 
+/* A probed message joins the stash, after every earlier one. */
+void pl_mpi_q_push(pl_mpi_ent *e)
+{
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_stash_push(&pl_mpi_q, e);
+    atomic_store(&pl_mpi_nq, (unsigned)pl_mpi_q.n);
+    pthread_mutex_unlock(&pl_mpi_lock);
+}
+
+bool pl_mpi_q_probe(MPI_Comm comm, int source, int tag, MPI_Status *st)
+{
+    if (atomic_load_explicit(&pl_mpi_nq, memory_order_acquire) == 0 ||
+        source == MPI_PROC_NULL)
+        return false;
+    pl_mpi_pat p = pl_mpi_pat_of(comm, source, tag);
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_ent *e = pl_mpi_stash_peek(&pl_mpi_q, &p);
+    if (e) {
+        memset(st, 0, sizeof *st);
+        pl_mpi_status_set(st, e->source, e->tag, pl_mpi_ent_bytes(e));
+    }
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return e != NULL;
+}
+
 /* ---- datatypes ------------------------------------------------------------ */
 
 /* Named types whose elements abut in memory: the payload is the buffer.
  * Derived types, and named pair types with padding (MPI_DOUBLE_INT), go
  * through MPI_Pack/MPI_Unpack. */
-static bool pl_contiguous(MPI_Datatype type, MPI_Count size)
+bool pl_mpi_contiguous(MPI_Datatype type, MPI_Count size)
 {
     int ni, na, nt, comb;
     MPI_Count lb, extent;
@@ -209,7 +222,7 @@ static bool pl_contiguous(MPI_Datatype type, MPI_Count size)
 }
 
 /* Packed bytes of (count, type), 0 if unknown, empty or not representable. */
-static uint64_t pl_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size)
+uint64_t pl_mpi_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size)
 {
     MPI_Count s = 0;
     if (count <= 0 || R(Type_size_x)(type, &s) != MPI_SUCCESS || s <= 0 ||
@@ -220,7 +233,7 @@ static uint64_t pl_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size)
     return (uint64_t)count * (uint64_t)s;
 }
 
-static void pl_status_set(MPI_Status *st, int source, int tag, uint64_t bytes)
+void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes)
 {
     st->MPI_SOURCE = source;
     st->MPI_TAG = tag;
@@ -230,13 +243,13 @@ static void pl_status_set(MPI_Status *st, int source, int tag, uint64_t bytes)
 
 /* Calls the communicator's error handler, as MPI does for its own errors
  * (the default handler aborts the job), and returns code. */
-static int pl_mpi_error(MPI_Comm comm, int code)
+int pl_mpi_error(MPI_Comm comm, int code)
 {
     R(Comm_call_errhandler)(comm, code);
     return code;
 }
 
-static double pl_now(void)
+double pl_mpi_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -249,12 +262,12 @@ static int pl_unpack(const void *src, uint64_t n, void *buf, MPI_Count count,
                      MPI_Datatype type, MPI_Comm comm, uint64_t *written)
 {
     MPI_Count size = 0;
-    uint64_t cap = pl_bytes(count, type, &size);
+    uint64_t cap = pl_mpi_bytes(count, type, &size);
     uint64_t take = n < cap ? n : cap;
     *written = 0;
     if (take == 0)
         return n > cap ? MPI_ERR_TRUNCATE : MPI_SUCCESS;
-    if (pl_contiguous(type, size)) {
+    if (pl_mpi_contiguous(type, size)) {
         memcpy(buf, src, take);
     } else {
         /* Whole elements only: a payload that ends inside an element came
@@ -270,12 +283,12 @@ static int pl_unpack(const void *src, uint64_t n, void *buf, MPI_Count count,
 }
 
 /* Resolves a token into (buf, count, type) and sets the status size. */
-static int pl_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Datatype type,
+int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Datatype type,
                             MPI_Comm comm, MPI_Status *st)
 {
     psi_obj obj;
     psi_err err = {0};
-    double t0 = pl_now();
+    double t0 = pl_mpi_now();
     if (pl_store_resolve(&m->tok, &obj, &err) != 0) {
         PSI_STAT_ADD(errors, 1);
         psi_log(PSI_LOG_ERROR, "MPI receive: token for %llu bytes not resolved: %s",
@@ -285,7 +298,7 @@ static int pl_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI
     uint64_t written = 0;
     int rc = pl_unpack(obj.data, obj.len, buf, count, type, comm, &written);
     psi_obj_release(&obj);
-    PSI_STAT_ADD(get_ns, (uint64_t)((pl_now() - t0) * 1e9));
+    PSI_STAT_ADD(get_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
     PSI_STAT_ADD(tokens_resolved, 1);
     PSI_STAT_ADD(bytes_resolved, written);
     R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)(rc == MPI_SUCCESS ? m->bytes : written));
@@ -293,13 +306,13 @@ static int pl_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI
 }
 
 /* Delivers a stashed message and fills st; frees e. */
-static int pl_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
+int pl_mpi_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
                           MPI_Comm comm, MPI_Status *st)
 {
     int rc;
-    pl_status_set(st, e->source, e->tag, pl_mpi_ent_bytes(e));
+    pl_mpi_status_set(st, e->source, e->tag, pl_mpi_ent_bytes(e));
     if (e->is_token) {
-        rc = pl_deliver_token(&e->msg, buf, count, type, comm, st);
+        rc = pl_mpi_deliver_token(&e->msg, buf, count, type, comm, st);
     } else {
         uint64_t written;
         rc = pl_unpack(e->raw, PL_MPI_MSG_LEN, buf, count, type, comm, &written);
@@ -316,11 +329,11 @@ static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype typ
                               MPI_Comm comm, uint8_t **tmp)
 {
     MPI_Count size = 0;
-    uint64_t cap = pl_bytes(count, type, &size);
+    uint64_t cap = pl_mpi_bytes(count, type, &size);
     *tmp = NULL;
     if (cap < PL_MPI_MSG_LEN)
         return NULL;
-    if (pl_contiguous(type, size))
+    if (pl_mpi_contiguous(type, size))
         return buf;
     MPI_Count k = (MPI_Count)((PL_MPI_MSG_LEN + (uint64_t)size - 1) / (uint64_t)size), pos = 0;
     *tmp = malloc((size_t)k * (size_t)size);
@@ -337,7 +350,7 @@ static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype typ
  * to the error handler). by_content: the status's size cannot be trusted
  * (MPICH 4.0's MPI_Isendrecv leaves it stale), so only the bytes decide:
  * magic, checksum and token must all hold. */
-static int pl_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+int pl_mpi_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
                            MPI_Status *st, bool by_content)
 {
     MPI_Count n = PL_MPI_MSG_LEN;
@@ -354,242 +367,13 @@ static int pl_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Co
         psi_log(PSI_LOG_DEBUG, "MPI receive: %d bytes with our magic taken as data: %s",
                 PL_MPI_MSG_LEN, err.msg);
     free(tmp);
-    return token ? pl_deliver_token(&m, buf, count, type, comm, st) : MPI_SUCCESS;
+    return token ? pl_mpi_deliver_token(&m, buf, count, type, comm, st) : MPI_SUCCESS;
 }
 
-static int pl_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+int pl_mpi_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
                          MPI_Status *st)
 {
-    return pl_after_recv_x(buf, count, type, comm, st, false);
-}
-
-/* ---- send side ------------------------------------------------------------ */
-
-/* The policy context of every MPI send: channel mpi, no peer address. */
-static pl_state pl_mpi_chan = {.channel = POL_CH_MPI};
-
-static bool pl_mpi_sending(void)
-{
-    return pl_g.ready && !pl_g.passthrough && !pl_g.dryrun;
-}
-
-/* The last contiguous buffer stored, so that the same buffer sent to
- * another rank (a fan-out) takes a new reference to the same object
- * instead of a second copy. A repeat to the same rank is the common
- * "buffer reused with new contents" case and is simply put again. */
-static struct {
-    pthread_mutex_t lock;
-    bool valid;
-    const void *buf;
-    uint64_t bytes;
-    MPI_Comm comm;
-    int dest, connector;
-    psi_token tok;
-} pl_fan = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static int pl_put(const void *src, uint64_t bytes, const pol_decision *d, const void *cache_buf,
-                  MPI_Comm comm, int dest, psi_token *tok, psi_err *err)
-{
-    if (cache_buf) {
-        psi_token last;
-        bool try = false;
-        pthread_mutex_lock(&pl_fan.lock);
-        if (pl_fan.valid && pl_fan.buf == cache_buf && pl_fan.bytes == bytes &&
-            pl_fan.comm == comm && pl_fan.dest != dest && pl_fan.connector == d->connector) {
-            last = pl_fan.tok;
-            try = true;
-        }
-        pthread_mutex_unlock(&pl_fan.lock);
-        if (try) {
-            psi_hash128 h = psi_hash_buf(src, (size_t)bytes);
-            psi_err ignored = {0};
-            if (h.lo == last.sum.lo && h.hi == last.sum.hi &&
-                pl_store_ref(&last, d, tok, &ignored) == 0)
-                return 0;
-        }
-    }
-    if (pl_store_put(src, (size_t)bytes, d, tok, err) != 0)
-        return -1;
-    if (cache_buf) {
-        pthread_mutex_lock(&pl_fan.lock);
-        pl_fan.valid = true;
-        pl_fan.buf = cache_buf;
-        pl_fan.bytes = bytes;
-        pl_fan.comm = comm;
-        pl_fan.dest = dest;
-        pl_fan.connector = d->connector;
-        pl_fan.tok = *tok;
-        pthread_mutex_unlock(&pl_fan.lock);
-    }
-    return 0;
-}
-
-/* The packed payload of (buf, count, type): buf itself when contiguous,
- * else a copy in *heap. NULL on failure. */
-static const void *pl_pack(const void *buf, MPI_Count count, MPI_Datatype type, MPI_Count size,
-                           uint64_t bytes, MPI_Comm comm, void **heap)
-{
-    *heap = NULL;
-    if (pl_contiguous(type, size))
-        return buf;
-    MPI_Count pos = 0;
-    *heap = malloc((size_t)bytes);
-    if (!*heap || R(Pack_c)(buf, count, type, *heap, (MPI_Count)bytes, &pos, comm) !=
-                      MPI_SUCCESS || (uint64_t)pos != bytes) {
-        free(*heap);
-        *heap = NULL;
-        return NULL;
-    }
-    return *heap;
-}
-
-/* The decision for `bytes` of MPI payload: proxy or not. */
-static bool pl_want(uint64_t bytes, pol_decision *d)
-{
-    if (!pl_mpi_sending() || bytes < PL_MPI_MSG_LEN || bytes < pl_g.min_candidate)
-        return false;
-    pl_decide(&pl_mpi_chan, bytes, d);
-    if (d->action == POL_ACT_LOG)
-        pl_log_send(&pl_mpi_chan, -1, bytes, d);
-    return d->action == POL_ACT_PROXY;
-}
-
-/* Stores (buf, count, type) if the decision says so and writes the token
- * message into msg. 1: send msg instead; 0: send the real message. */
-static int pl_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int dest,
-                       MPI_Comm comm, uint8_t msg[PL_MPI_MSG_LEN])
-{
-    static atomic_int warned;
-    MPI_Count size = 0;
-    pol_decision d;
-    if (dest == MPI_PROC_NULL || !pl_mpi_sending())
-        return 0;
-    uint64_t bytes = pl_bytes(count, type, &size);
-    PSI_STAT_ADD(bytes_sent, bytes);
-    if (!pl_want(bytes, &d))
-        return 0;
-    void *heap;
-    const void *src = pl_pack(buf, count, type, size, bytes, comm, &heap);
-    if (!src)
-        return 0;
-    pl_mpi_msg m = {.kind = PL_MPI_TOKEN, .bytes = bytes};
-    psi_err err = {0};
-    double t0 = pl_now();
-    int rc = pl_put(src, bytes, &d, heap ? NULL : buf, comm, dest, &m.tok, &err);
-    free(heap);
-    if (rc != 0) {
-        PSI_STAT_ADD(inline_fallbacks, 1);
-        psi_log_once(warned, PSI_LOG_WARN,
-                     "MPI send: store refused a %llu-byte object (%s); sending it as is",
-                     (unsigned long long)bytes, err.msg);
-        return 0;
-    }
-    PSI_STAT_ADD(put_ns, (uint64_t)((pl_now() - t0) * 1e9));
-    if (pl_mpi_msg_encode(&m, msg, &err) != 0) {
-        psi_log(PSI_LOG_ERROR, "MPI send: token message: %s", err.msg);
-        return 0;
-    }
-    PSI_STAT_ADD(tokens_sent, 1);
-    PSI_STAT_ADD(bytes_proxied, bytes);
-    return 1;
-}
-
-static int pl_real_send(int mode, const void *buf, MPI_Count c, MPI_Datatype t, int dest,
-                        int tag, MPI_Comm comm, MPI_Request *req, bool large)
-{
-    int n = (int)c;
-    switch (mode) {
-    case PL_MPI_SSEND:
-        return large ? R(Ssend_c)(buf, c, t, dest, tag, comm) : R(Ssend)(buf, n, t, dest, tag, comm);
-    case PL_MPI_BSEND:
-        return large ? R(Bsend_c)(buf, c, t, dest, tag, comm) : R(Bsend)(buf, n, t, dest, tag, comm);
-    case PL_MPI_RSEND:
-        return large ? R(Rsend_c)(buf, c, t, dest, tag, comm) : R(Rsend)(buf, n, t, dest, tag, comm);
-    case PL_MPI_ISEND:
-        return large ? R(Isend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Isend)(buf, n, t, dest, tag, comm, req);
-    case PL_MPI_ISSEND:
-        return large ? R(Issend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Issend)(buf, n, t, dest, tag, comm, req);
-    case PL_MPI_IBSEND:
-        return large ? R(Ibsend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Ibsend)(buf, n, t, dest, tag, comm, req);
-    case PL_MPI_IRSEND:
-        return large ? R(Irsend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Irsend)(buf, n, t, dest, tag, comm, req);
-    default:
-        return large ? R(Send_c)(buf, c, t, dest, tag, comm) : R(Send)(buf, n, t, dest, tag, comm);
-    }
-}
-
-int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, int dest,
-                int tag, MPI_Comm comm, MPI_Request *req, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    if (mode < PL_MPI_ISEND) {
-        uint8_t msg[PL_MPI_MSG_LEN];
-        if (pl_tokenize(buf, count, type, dest, comm, msg))
-            return pl_real_send(mode, msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, tag, comm, NULL,
-                                false);
-        return pl_real_send(mode, buf, count, type, dest, tag, comm, NULL, large);
-    }
-    /* A nonblocking send's token message must live until completion. */
-    pl_mpi_req *r = malloc(sizeof *r);
-    if (!r || !pl_tokenize(buf, count, type, dest, comm, r->msg)) {
-        free(r);
-        return pl_real_send(mode, buf, count, type, dest, tag, comm, req, large);
-    }
-    int rc = pl_real_send(mode, r->msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, tag, comm, req, false);
-    if (rc != MPI_SUCCESS) {
-        free(r);
-        return rc;
-    }
-    r->h = *req;
-    r->kind = PL_REQ_SEND;
-    r->persistent = false;
-    r->by_content = false;
-    r->msg_live = true;
-    r->ent = NULL;
-    pl_req_add(r);
-    return rc;
-}
-
-/* ---- receive side --------------------------------------------------------- */
-
-static int pl_real_recv(void *buf, MPI_Count c, MPI_Datatype t, int source, int tag,
-                        MPI_Comm comm, MPI_Status *st, bool large)
-{
-    return large ? R(Recv_c)(buf, c, t, source, tag, comm, st)
-                 : R(Recv)(buf, (int)c, t, source, tag, comm, st);
-}
-
-static void pl_status_out(MPI_Status *out, const MPI_Status *st)
-{
-    if (out != MPI_STATUS_IGNORE)
-        *out = *st;
-}
-
-int pl_mpi_recv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
-                MPI_Comm comm, MPI_Status *status, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    MPI_Status st;
-    int rc;
-    pl_mpi_ent *e = pl_stash_take(comm, source, tag);
-    if (e) {
-        rc = pl_deliver_ent(e, buf, count, type, comm, &st);
-    } else {
-        rc = pl_real_recv(buf, count, type, source, tag, comm, &st, large);
-        if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
-            pl_status_out(status, &st);
-            return rc; /* MPI has reported its own error */
-        }
-        rc = pl_after_recv(buf, count, type, comm, &st);
-    }
-    pl_status_out(status, &st);
-    return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
+    return pl_mpi_after_recv_x(buf, count, type, comm, st, false);
 }
 
 /* ---- requests completed at once (generalized requests) -------------------
@@ -606,7 +390,7 @@ typedef struct pl_done {
 static int pl_done_query(void *extra, MPI_Status *st)
 {
     pl_done *d = extra;
-    pl_status_set(st, d->source, d->tag, d->bytes);
+    pl_mpi_status_set(st, d->source, d->tag, d->bytes);
     st->MPI_ERROR = d->err;
     return d->err;
 }
@@ -626,7 +410,7 @@ static int pl_done_cancel(void *extra, int complete)
 
 /* Delivers e into (buf, count, type) now and makes *req a completed
  * request reporting it. */
-static int pl_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
+int pl_mpi_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
                            MPI_Comm comm, MPI_Request *req)
 {
     pl_done *d = malloc(sizeof *d);
@@ -636,7 +420,7 @@ static int pl_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Dataty
     }
     MPI_Status st;
     memset(&st, 0, sizeof st);
-    d->err = pl_deliver_ent(e, buf, count, type, comm, &st);
+    d->err = pl_mpi_deliver_ent(e, buf, count, type, comm, &st);
     d->source = st.MPI_SOURCE;
     d->tag = st.MPI_TAG;
     MPI_Count n = 0;
@@ -650,12 +434,12 @@ static int pl_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Dataty
     return R(Grequest_complete)(*req);
 }
 
-static void pl_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+void pl_mpi_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
                           MPI_Request h, bool persistent)
 {
     /* A buffer smaller than a token message cannot take one; a token sent
      * to it truncates, as the real payload would have. */
-    if (pl_bytes(count, type, NULL) < PL_MPI_MSG_LEN)
+    if (pl_mpi_bytes(count, type, NULL) < PL_MPI_MSG_LEN)
         return;
     pl_mpi_req *r = malloc(sizeof *r);
     if (!r) {
@@ -664,36 +448,7 @@ static void pl_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Com
     }
     *r = (pl_mpi_req){.h = h, .kind = PL_REQ_RECV, .persistent = persistent, .buf = buf,
                       .count = count, .type = type, .comm = comm};
-    pl_req_add(r);
-}
-
-int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
-                 MPI_Comm comm, MPI_Request *req, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    pl_mpi_ent *e = pl_stash_take(comm, source, tag);
-    if (e)
-        return pl_done_request(e, buf, count, type, comm, req);
-    int rc = large ? R(Irecv_c)(buf, count, type, source, tag, comm, req)
-                   : R(Irecv)(buf, (int)count, type, source, tag, comm, req);
-    if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
-        pl_watch_recv(buf, count, type, comm, *req, false);
-    return rc;
-}
-
-/* A persistent receive: every completion is checked for a token until the
- * request is freed. (Persistent sends are not proxied: docs/mpi.md.) */
-int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
-                     MPI_Comm comm, MPI_Request *req, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    int rc = large ? R(Recv_init_c)(buf, count, type, source, tag, comm, req)
-                   : R(Recv_init)(buf, (int)count, type, source, tag, comm, req);
-    if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
-        pl_watch_recv(buf, count, type, comm, *req, true);
-    return rc;
+    pl_mpi_req_add(r);
 }
 
 int pl_mpi_complete(MPI_Request h, MPI_Status *st)
@@ -703,12 +458,12 @@ int pl_mpi_complete(MPI_Request h, MPI_Status *st)
         return MPI_SUCCESS;
     int rc = MPI_SUCCESS, cancelled = 0;
     if (r->ent) {
-        rc = pl_deliver_ent(r->ent, r->buf, r->count, r->type, r->comm, st);
+        rc = pl_mpi_deliver_ent(r->ent, r->buf, r->count, r->type, r->comm, st);
         r->ent = NULL;
     } else if (r->kind == PL_REQ_RECV) {
         R(Test_cancelled)(st, &cancelled);
         if (!cancelled && (r->by_content || st->MPI_SOURCE != MPI_PROC_NULL))
-            rc = pl_after_recv_x(r->buf, r->count, r->type, r->comm, st, r->by_content);
+            rc = pl_mpi_after_recv_x(r->buf, r->count, r->type, r->comm, st, r->by_content);
     }
     if (rc != MPI_SUCCESS)
         pl_mpi_error(r->comm, rc);
@@ -746,236 +501,8 @@ int pl_mpi_request_free(MPI_Request *req)
     return rc;
 }
 
-/* ---- Sendrecv ------------------------------------------------------------- */
-
-int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
-                    int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
-                    int rtag, MPI_Comm comm, MPI_Status *status, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    uint8_t msg[PL_MPI_MSG_LEN];
-    if (pl_tokenize(sbuf, scount, stype, dest, comm, msg)) {
-        sbuf = msg;
-        scount = PL_MPI_MSG_LEN;
-        stype = MPI_BYTE;
-    }
-    MPI_Status st;
-    int rc;
-    pl_mpi_ent *e = pl_stash_take(comm, source, rtag);
-    if (e) {
-        /* The receive half is served already; the send half keeps
-         * Sendrecv's progress guarantee through a receive from nowhere. */
-        rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, NULL, 0, MPI_BYTE,
-                                   MPI_PROC_NULL, 0, comm, &st)
-                   : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, NULL, 0, MPI_BYTE,
-                                 MPI_PROC_NULL, 0, comm, &st);
-        if (rc != MPI_SUCCESS) {
-            free(e);
-            return rc;
-        }
-        rc = pl_deliver_ent(e, rbuf, rcount, rtype, comm, &st);
-    } else {
-        rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype, source,
-                                   rtag, comm, &st)
-                   : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, rbuf, (int)rcount, rtype,
-                                 source, rtag, comm, &st);
-        if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
-            pl_status_out(status, &st);
-            return rc;
-        }
-        rc = pl_after_recv(rbuf, rcount, rtype, comm, &st);
-    }
-    pl_status_out(status, &st);
-    return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
-}
-
-int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int dest,
-                            int stag, int source, int rtag, MPI_Comm comm, MPI_Status *status,
-                            bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    uint8_t msg[PL_MPI_MSG_LEN];
-    bool proxied = pl_tokenize(buf, count, type, dest, comm, msg);
-    pl_mpi_ent *e = pl_stash_take(comm, source, rtag);
-    if (proxied || e) {
-        /* The outgoing bytes are in msg (or still in buf, with the incoming
-         * ones in the stash): the two halves no longer share a buffer. */
-        const void *sbuf = proxied ? (const void *)msg : buf;
-        MPI_Count sc = proxied ? PL_MPI_MSG_LEN : count;
-        MPI_Datatype stp = proxied ? MPI_BYTE : type;
-        bool slarge = proxied ? false : large;
-        if (e) {
-            MPI_Status st;
-            int rc = slarge ? R(Sendrecv_c)(sbuf, sc, stp, dest, stag, NULL, 0, MPI_BYTE,
-                                            MPI_PROC_NULL, 0, comm, &st)
-                            : R(Sendrecv)(sbuf, (int)sc, stp, dest, stag, NULL, 0, MPI_BYTE,
-                                          MPI_PROC_NULL, 0, comm, &st);
-            if (rc != MPI_SUCCESS) {
-                free(e);
-                return rc;
-            }
-            rc = pl_deliver_ent(e, buf, count, type, comm, &st);
-            pl_status_out(status, &st);
-            return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
-        }
-        return pl_mpi_sendrecv(msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, stag, buf, count, type,
-                               source, rtag, comm, status, large);
-    }
-    MPI_Status st;
-    int rc = large ? R(Sendrecv_replace_c)(buf, count, type, dest, stag, source, rtag, comm, &st)
-                   : R(Sendrecv_replace)(buf, (int)count, type, dest, stag, source, rtag, comm,
-                                         &st);
-    if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
-        pl_status_out(status, &st);
-        return rc;
-    }
-    rc = pl_after_recv(buf, count, type, comm, &st);
-    pl_status_out(status, &st);
-    return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
-}
-
-/* Nonblocking send-receive: the token message (if any) lives in the
- * request's entry; the receive half is resolved at completion, or was
- * served from the stash and is delivered then. */
-int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
-                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
-                     int rtag, MPI_Comm comm, MPI_Request *req, bool large, bool replace)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    pl_mpi_req *r = calloc(1, sizeof *r);
-    if (!r)
-        return pl_mpi_error(comm, MPI_ERR_NO_MEM);
-    bool proxied = pl_tokenize(sbuf, scount, stype, dest, comm, r->msg);
-    if (proxied) {
-        sbuf = r->msg;
-        scount = PL_MPI_MSG_LEN;
-        stype = MPI_BYTE;
-    }
-    r->ent = pl_stash_take(comm, source, rtag);
-    int rc;
-    if (r->ent || proxied || !replace) {
-        void *rb = r->ent ? NULL : rbuf;
-        MPI_Count rc_ = r->ent ? 0 : rcount;
-        MPI_Datatype rt = r->ent ? MPI_BYTE : rtype;
-        int src = r->ent ? MPI_PROC_NULL : source;
-        /* Replace with a stashed message: it lands in buf at completion,
-         * after the send half has taken buf's bytes. */
-        rc = large ? R(Isendrecv_c)(sbuf, scount, stype, dest, stag, rb, rc_, rt, src, rtag, comm,
-                                  req)
-                 : R(Isendrecv)(sbuf, (int)scount, stype, dest, stag, rb, (int)rc_, rt, src, rtag,
-                                comm, req);
-    } else {
-        rc = large ? R(Isendrecv_replace_c)(rbuf, rcount, rtype, dest, stag, source, rtag, comm,
-                                            req)
-                   : R(Isendrecv_replace)(rbuf, (int)rcount, rtype, dest, stag, source, rtag,
-                                          comm, req);
-    }
-    if (rc != MPI_SUCCESS) {
-        free(r->ent);
-        free(r);
-        return rc;
-    }
-    r->h = *req;
-    r->kind = source == MPI_PROC_NULL && !r->ent ? PL_REQ_SEND : PL_REQ_RECV;
-    r->by_content = true;
-    r->msg_live = proxied;
-    r->buf = rbuf;
-    r->count = rcount;
-    r->type = rtype;
-    r->comm = comm;
-    if (!proxied && !r->ent && (r->kind == PL_REQ_SEND ||
-                                pl_bytes(rcount, rtype, NULL) < PL_MPI_MSG_LEN)) {
-        free(r); /* nothing of ours to finish */
-        return rc;
-    }
-    pl_req_add(r);
-    return rc;
-}
-
-/* ---- probes --------------------------------------------------------------- */
-
-/* Receives a PL_MPI_MSG_LEN-byte message MPI matched into a new stash
- * entry: a probe must see its real size, and MPI has no peek. */
-static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm)
-{
-    pl_mpi_ent *e = calloc(1, sizeof *e);
-    MPI_Status st;
-    if (!e)
-        return NULL;
-    if (R(Mrecv)(e->raw, PL_MPI_MSG_LEN, MPI_BYTE, m, &st) != MPI_SUCCESS) {
-        free(e);
-        return NULL;
-    }
-    e->comm = (uint64_t)(uint32_t)comm;
-    e->source = st.MPI_SOURCE;
-    e->tag = st.MPI_TAG;
-    psi_err err = {0};
-    e->is_token = pl_mpi_msg_is(e->raw, PL_MPI_MSG_LEN) &&
-                  pl_mpi_msg_decode(e->raw, &e->msg, &err) == 0 && e->msg.kind == PL_MPI_TOKEN;
-    return e;
-}
-
-static uint64_t pl_status_bytes(MPI_Status *st)
-{
-    MPI_Count n = 0;
-    return R(Get_elements_x)(st, MPI_BYTE, &n) == MPI_SUCCESS ? (uint64_t)n : 0;
-}
-
-int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    pl_mpi_pat p = pl_pat(comm, source, tag);
-    for (;;) {
-        if (atomic_load_explicit(&pl_mpi_nq, memory_order_acquire) && source != MPI_PROC_NULL) {
-            MPI_Status st;
-            bool hit = false;
-            pthread_mutex_lock(&pl_mpi_lock);
-            pl_mpi_ent *e = pl_mpi_stash_peek(&pl_mpi_q, &p);
-            if (e) {
-                memset(&st, 0, sizeof st);
-                pl_status_set(&st, e->source, e->tag, pl_mpi_ent_bytes(e));
-                hit = true;
-            }
-            pthread_mutex_unlock(&pl_mpi_lock);
-            if (hit) {
-                if (flag)
-                    *flag = 1;
-                pl_status_out(status, &st);
-                return MPI_SUCCESS;
-            }
-        }
-        MPI_Status st;
-        int rc = flag ? R(Iprobe)(source, tag, comm, flag, &st) : R(Probe)(source, tag, comm, &st);
-        if (rc != MPI_SUCCESS || (flag && !*flag) || source == MPI_PROC_NULL ||
-            pl_status_bytes(&st) != PL_MPI_MSG_LEN) {
-            pl_status_out(status, &st);
-            return rc;
-        }
-        /* Maybe a token: take that very message (the earliest from its
-         * source with its tag) into the stash, then answer from there. */
-        MPI_Message m;
-        int found = 0;
-        rc = R(Improbe)(st.MPI_SOURCE, st.MPI_TAG, comm, &found, &m, &st);
-        if (rc != MPI_SUCCESS)
-            return rc;
-        if (!found)
-            continue; /* another thread took it */
-        pl_mpi_ent *e = pl_capture(&m, comm);
-        if (!e)
-            return pl_mpi_error(comm, MPI_ERR_OTHER);
-        pthread_mutex_lock(&pl_mpi_lock);
-        pl_mpi_stash_push(&pl_mpi_q, e);
-        atomic_store(&pl_mpi_nq, (unsigned)pl_mpi_q.n);
-        pthread_mutex_unlock(&pl_mpi_lock);
-    }
-}
-
 /* A handle of ours for a message we had to receive (pl_mpi_msg.h). */
-static MPI_Message pl_matched_handle(pl_mpi_ent *e)
+MPI_Message pl_mpi_matched_handle(pl_mpi_ent *e)
 {
     pthread_mutex_lock(&pl_mpi_lock);
     pl_mpi_next_handle = (pl_mpi_next_handle + 1) & ~PL_MPI_FAKE_MASK;
@@ -986,7 +513,7 @@ static MPI_Message pl_matched_handle(pl_mpi_ent *e)
     return (MPI_Message)h;
 }
 
-static pl_mpi_ent *pl_matched_take(MPI_Message m)
+pl_mpi_ent *pl_mpi_matched_take(MPI_Message m)
 {
     pthread_mutex_lock(&pl_mpi_lock);
     pl_mpi_ent *prev = NULL, *e;
@@ -1003,195 +530,6 @@ static pl_mpi_ent *pl_matched_take(MPI_Message m)
     }
     pthread_mutex_unlock(&pl_mpi_lock);
     return e;
-}
-
-int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message,
-                  MPI_Status *status)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    MPI_Status st;
-    pl_mpi_ent *e = pl_stash_take(comm, source, tag);
-    if (!e) {
-        int rc = flag ? R(Improbe)(source, tag, comm, flag, message, &st)
-                      : R(Mprobe)(source, tag, comm, message, &st);
-        if (rc != MPI_SUCCESS || (flag && !*flag) || *message == MPI_MESSAGE_NO_PROC ||
-            pl_status_bytes(&st) != PL_MPI_MSG_LEN) {
-            pl_status_out(status, &st);
-            return rc;
-        }
-        e = pl_capture(message, comm);
-        if (!e)
-            return pl_mpi_error(comm, MPI_ERR_OTHER);
-    }
-    if (flag)
-        *flag = 1;
-    memset(&st, 0, sizeof st);
-    pl_status_set(&st, e->source, e->tag, pl_mpi_ent_bytes(e));
-    *message = pl_matched_handle(e);
-    pl_status_out(status, &st);
-    return MPI_SUCCESS;
-}
-
-int pl_mpi_mrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
-                 MPI_Status *status, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    MPI_Status st;
-    if (pl_mpi_fake_handle((uint32_t)*message)) {
-        pl_mpi_ent *e = pl_matched_take(*message);
-        if (!e)
-            return pl_mpi_error(MPI_COMM_WORLD, MPI_ERR_REQUEST);
-        MPI_Comm comm = (MPI_Comm)(uint32_t)e->comm;
-        *message = MPI_MESSAGE_NULL;
-        int rc = pl_deliver_ent(e, buf, count, type, comm, &st);
-        pl_status_out(status, &st);
-        return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
-    }
-    bool noproc = *message == MPI_MESSAGE_NO_PROC;
-    int rc = large ? R(Mrecv_c)(buf, count, type, message, &st)
-                   : R(Mrecv)(buf, (int)count, type, message, &st);
-    /* Our Mprobe captured every PL_MPI_MSG_LEN-byte message, so a real
-     * handle is never a token; a message MPI matched for someone else
-     * (PMPI_Mprobe from a tool loaded after us) still is checked. */
-    if (rc == MPI_SUCCESS && !noproc)
-        rc = pl_after_recv(buf, count, type, MPI_COMM_WORLD, &st);
-    pl_status_out(status, &st);
-    return rc;
-}
-
-int pl_mpi_imrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
-                  MPI_Request *req, bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    if (pl_mpi_fake_handle((uint32_t)*message)) {
-        pl_mpi_ent *e = pl_matched_take(*message);
-        if (!e)
-            return pl_mpi_error(MPI_COMM_WORLD, MPI_ERR_REQUEST);
-        *message = MPI_MESSAGE_NULL;
-        return pl_done_request(e, buf, count, type, (MPI_Comm)(uint32_t)e->comm, req);
-    }
-    bool noproc = *message == MPI_MESSAGE_NO_PROC;
-    int rc = large ? R(Imrecv_c)(buf, count, type, message, req)
-                   : R(Imrecv)(buf, (int)count, type, message, req);
-    if (rc == MPI_SUCCESS && !noproc)
-        pl_watch_recv(buf, count, type, MPI_COMM_WORLD, *req, false);
-    return rc;
-}
-
-/* ---- Bcast ---------------------------------------------------------------- */
-
-/* Every rank must come to the same answer from what it alone knows: the
- * size, and a threshold the job's environment sets alike everywhere. */
-static bool pl_bcast_big(uint64_t bytes)
-{
-    const psi_policy *p = pl_g.policy;
-    uint64_t t = p && p->has_threshold ? p->threshold : pl_g.cfg.threshold;
-    return pl_mpi_sending() && bytes >= t && bytes >= PL_MPI_MSG_LEN;
-}
-
-static int pl_real_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Comm comm,
-                         bool large)
-{
-    return large ? R(Bcast_c)(buf, count, type, root, comm)
-                 : R(Bcast)(buf, (int)count, type, root, comm);
-}
-
-/* At the root: one object, one reference per other rank, each rank's token
- * message in its slot of msgs. false: broadcast inline. */
-static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, MPI_Count size,
-                           uint64_t bytes, MPI_Comm comm, int root, int n, uint8_t *msgs)
-{
-    pol_decision d;
-    void *heap;
-    psi_err err = {0};
-    if (!pl_want(bytes, &d))
-        return false;
-    const void *src = pl_pack(buf, count, type, size, bytes, comm, &heap);
-    if (!src)
-        return false;
-    double t0 = pl_now();
-    pl_mpi_msg m = {.kind = PL_MPI_TOKEN, .bytes = bytes};
-    psi_token first;
-    bool have = false, ok = true;
-    for (int r = 0; r < n && ok; r++) {
-        if (r == root)
-            continue;
-        if (!have) {
-            ok = pl_store_put(src, (size_t)bytes, &d, &first, &err) == 0;
-            m.tok = first;
-            have = ok;
-        } else if (pl_store_ref(&first, &d, &m.tok, &err) != 0) {
-            ok = pl_store_put(src, (size_t)bytes, &d, &m.tok, &err) == 0;
-        }
-        ok = ok && pl_mpi_msg_encode(&m, msgs + (size_t)r * PL_MPI_MSG_LEN, &err) == 0;
-    }
-    free(heap);
-    if (!ok) {
-        /* References already made expire with their TTL (psi gc). */
-        PSI_STAT_ADD(inline_fallbacks, 1);
-        psi_log(PSI_LOG_WARN, "MPI Bcast: store refused a %llu-byte object (%s); "
-                "broadcasting it as is", (unsigned long long)bytes, err.msg);
-        return false;
-    }
-    PSI_STAT_ADD(put_ns, (uint64_t)((pl_now() - t0) * 1e9));
-    PSI_STAT_ADD(tokens_sent, (uint64_t)(n - 1));
-    PSI_STAT_ADD(bytes_proxied, bytes);
-    return true;
-}
-
-int pl_mpi_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Comm comm,
-                 bool large)
-{
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    MPI_Count size = 0;
-    uint64_t bytes = pl_bytes(count, type, &size);
-    int inter = 0, n = 0, rank = 0;
-    if (!pl_bcast_big(bytes) || R(Comm_test_inter)(comm, &inter) != MPI_SUCCESS || inter ||
-        R(Comm_size)(comm, &n) != MPI_SUCCESS || n < 2 ||
-        R(Comm_rank)(comm, &rank) != MPI_SUCCESS)
-        return pl_real_bcast(buf, count, type, root, comm, large);
-    int rc;
-    if (rank == root) {
-        PSI_STAT_ADD(bytes_sent, bytes);
-        uint8_t *msgs = calloc((size_t)n, PL_MPI_MSG_LEN);
-        pl_mpi_msg in = {.kind = PL_MPI_INLINE, .bytes = bytes};
-        psi_err err = {0};
-        bool proxied = msgs && pl_bcast_store(buf, count, type, size, bytes, comm, root, n, msgs);
-        if (msgs && !proxied)
-            for (int r = 0; r < n; r++)
-                pl_mpi_msg_encode(&in, msgs + (size_t)r * PL_MPI_MSG_LEN, &err);
-        if (!msgs)
-            return pl_mpi_error(comm, MPI_ERR_NO_MEM);
-        rc = R(Scatter)(msgs, PL_MPI_MSG_LEN, MPI_BYTE, MPI_IN_PLACE, PL_MPI_MSG_LEN, MPI_BYTE,
-                        root, comm);
-        free(msgs);
-        if (rc == MPI_SUCCESS && !proxied)
-            rc = pl_real_bcast(buf, count, type, root, comm, large);
-        return rc;
-    }
-    uint8_t raw[PL_MPI_MSG_LEN];
-    rc = R(Scatter)(NULL, PL_MPI_MSG_LEN, MPI_BYTE, raw, PL_MPI_MSG_LEN, MPI_BYTE, root, comm);
-    if (rc != MPI_SUCCESS)
-        return rc;
-    pl_mpi_msg m;
-    psi_err err = {0};
-    if (pl_mpi_msg_decode(raw, &m, &err) != 0 || m.bytes != bytes) {
-        PSI_STAT_ADD(errors, 1);
-        psi_log(PSI_LOG_ERROR, "MPI Bcast from root %d: bad token message (%s); do all ranks "
-                "run with the same PSI_THRESHOLD and the library preloaded?", root,
-                err.msg[0] ? err.msg : "size differs");
-        return pl_mpi_error(comm, MPI_ERR_OTHER);
-    }
-    if (m.kind == PL_MPI_INLINE)
-        return pl_real_bcast(buf, count, type, root, comm, large);
-    MPI_Status st;
-    memset(&st, 0, sizeof st);
-    rc = pl_deliver_token(&m, buf, count, type, comm, &st);
-    return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
 }
 
 #endif /* PL_HAVE_MPI */
