@@ -301,6 +301,8 @@ int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Da
     PSI_STAT_ADD(get_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
     PSI_STAT_ADD(tokens_resolved, 1);
     PSI_STAT_ADD(bytes_resolved, written);
+    psi_log(PSI_LOG_DEBUG, "MPI receive: resolved token %s (%llu bytes)", m->tok.key,
+            (unsigned long long)m->bytes);
     R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)(rc == MPI_SUCCESS ? m->bytes : written));
     return rc;
 }

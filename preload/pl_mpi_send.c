@@ -147,6 +147,8 @@ int pl_mpi_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int des
     }
     PSI_STAT_ADD(tokens_sent, 1);
     PSI_STAT_ADD(bytes_proxied, bytes);
+    psi_log(PSI_LOG_DEBUG, "MPI send of %llu bytes to rank %d as token %s",
+            (unsigned long long)bytes, dest, m.tok.key);
     return 1;
 }
 
@@ -269,6 +271,8 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
     PSI_STAT_ADD(put_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
     PSI_STAT_ADD(tokens_sent, (uint64_t)(n - 1));
     PSI_STAT_ADD(bytes_proxied, bytes);
+    psi_log(PSI_LOG_DEBUG, "MPI Bcast of %llu bytes as object %.32s, %d references",
+            (unsigned long long)bytes, first.key, n - 1);
     return true;
 }
 

@@ -7,6 +7,8 @@
 #     store before anyone receives: one object, three references. Then a
 #     64 MiB MPI_Bcast. Every buffer byte-exact; the store is empty at the
 #     end (each receiver released its own reference).
+#  3. policy rules with channel=mpi: `pass` sends nothing as a token; a
+#     rule threshold between the ranks' sizes proxies only the larger ones.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need mpicc mpiexec
@@ -22,7 +24,8 @@ run() {
     local name=$1 rc=0
     shift
     mkdir -p "$name"
-    (cd "$name" && preload env PSI_STATS="$TEST_TMP/$name.stats" PSI_STORE="file://$STORE_DIR" \
+    # shellcheck disable=SC2086
+    (cd "$name" && preload env ${EXTRA:-} PSI_STATS="$TEST_TMP/$name.stats" PSI_STORE="file://$STORE_DIR" \
         timeout 100 mpiexec -n 4 ../mpi_calls "$@") >"$name.out" 2>"$name.err" || rc=$?
     ((rc == 0)) || { cat "$name"/out.* >&2 || true; fail "$name: mpiexec exited with status $rc"; }
     for r in 0 1 2 3; do
@@ -56,3 +59,14 @@ expect_stat fanout.stats tokens_resolved -eq 6 "fan-out and Bcast"
 expect_stat fanout.stats bytes_resolved -eq $((6 * 64 * MiB)) "fan-out and Bcast"
 expect_stat fanout.stats errors -eq 0 "fan-out and Bcast"
 log "ok fan-out of 64 MiB to 3 ranks stored once (1 object, 3 references); Bcast 64 MiB"
+
+# 3.
+printf 'rule nompi: channel=mpi => pass\n' >pass.policy
+EXTRA="PSI_POLICY=$TEST_TMP/pass.policy" run pol_pass probe $((4 * MiB))
+expect_stat pol_pass.stats tokens_sent -eq 0 "policy channel=mpi => pass"
+# Ranks send 4 MiB + rank * 4 KiB: 4100, 4104, 4108 KiB.
+printf 'rule mpi_big: channel=mpi => proxy threshold=4104KiB\n' >big.policy
+EXTRA="PSI_POLICY=$TEST_TMP/big.policy" run pol_big probe $((4 * MiB))
+expect_stat pol_big.stats tokens_sent -eq 2 "policy channel=mpi threshold=4104KiB"
+expect_stat pol_big.stats tokens_resolved -eq 2 "policy channel=mpi threshold=4104KiB"
+log "ok policy: channel=mpi pass, and a rule threshold"

@@ -6,7 +6,7 @@
 # Iprobe, Mprobe/Mrecv, Improbe/Imrecv, Wait, Test, Waitall, Waitany,
 # Waitsome, Testall, Testany, Testsome, Send_c/Recv_c, Isend_c/Irecv_c,
 # a vector datatype, truncation, Bcast) at sizes around the threshold
-# T = 64 KiB (300, T-1, T, T+1, 4 MiB).
+# T = 64 KiB (256 = a token message's size, 300, T-1, T, T+1, 4 MiB).
 #  1. without preload: the program's own checks pass (reference hashes).
 #  2. preloaded: every received buffer hashes as sent (and as in run 1),
 #     truncation is MPI_ERR_TRUNCATE, tokens sent = tokens resolved = the
@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 need mpicc mpiexec
 
 T=$((64 * KiB))
-SIZES="300 $((T - 1)) $T $((T + 1)) $((4 * MiB))"
+SIZES="256 300 $((T - 1)) $T $((T + 1)) $((4 * MiB))"
 mpicc -O1 -Wall -Wextra -Werror -o mpi_calls "$HERE/mpi/mpi_calls.c" -lxxhash ||
     fail "mpicc could not build mpi/mpi_calls.c"
 
@@ -43,10 +43,10 @@ run() {
     # by rank 0 only, sent by rank 1, so both sets are the same.
     diff "$name.send" "$name.recv" >"$name.diff" ||
         fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
-    local want=$((5 * 48)) got # 48 buffers received per size
+    local want=$((6 * 48)) got # 48 buffers received per size
     got=$(wc -l <"$name.recv")
     ((got == want)) || fail "$name: $got buffers received, expected $want"
-    [[ $(grep -h '^TRUNC' "$name"/out.* | grep -c ' 1$') -eq 5 ]] ||
+    [[ $(grep -h "^TRUNC" "$name"/out.* | grep -c " 1$") -eq 6 ]] ||
         fail "$name: truncation did not give MPI_ERR_TRUNCATE: $(grep -h TRUNC "$name"/out.*)"
 }
 
