@@ -9,6 +9,7 @@
 #     end (each receiver released its own reference).
 #  3. policy rules with channel=mpi: `pass` sends nothing as a token; a
 #     rule threshold between the ranks' sizes proxies only the larger ones.
+#  4. the object behind a token is gone before the receive: MPI_ERR_OTHER.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need mpicc mpiexec
@@ -70,3 +71,15 @@ EXTRA="PSI_POLICY=$TEST_TMP/big.policy" run pol_big probe $((4 * MiB))
 expect_stat pol_big.stats tokens_sent -eq 2 "policy channel=mpi threshold=4104KiB"
 expect_stat pol_big.stats tokens_resolved -eq 2 "policy channel=mpi threshold=4104KiB"
 log "ok policy: channel=mpi pass, and a rule threshold"
+
+# 4. The object behind a token vanishes before the receive (store emptied
+# between send and receive): MPI_ERR_OTHER through the error handler,
+# a log line naming the object, errors counted; no hang, no garbage.
+mkdir -p lost
+(cd lost && preload env PSI_STATS="$TEST_TMP/lost.stats" PSI_STORE="file://$STORE_DIR" \
+    PSI_STORE_RETRIES=0 timeout 60 mpiexec -n 2 ../mpi_calls lost $((2 * MiB)) "$STORE_DIR") \
+    >lost.out 2>lost.err || fail "lost: mpiexec failed: $(tail -3 lost.err)"
+grep -q '^LOST class=.* other=1$' lost/out.1 || fail "lost object: $(cat lost/out.1)"
+grep -q "not resolved" lost.err || fail "lost object: no log line: $(tail -3 lost.err)"
+expect_stat lost.stats errors -eq 1 "lost object"
+log "ok a token whose object is gone: MPI_ERR_OTHER, logged"

@@ -43,7 +43,8 @@ run() {
     # by rank 0 only, sent by rank 1, so both sets are the same.
     diff "$name.send" "$name.recv" >"$name.diff" ||
         fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
-    local want=$((6 * 48)) got # 48 buffers received per size
+    # 54 buffers received per size, 52 at odd sizes (no MPI_INT cases)
+    local want=$((4 * 54 + 2 * 52)) got
     got=$(wc -l <"$name.recv")
     ((got == want)) || fail "$name: $got buffers received, expected $want"
     [[ $(grep -h "^TRUNC" "$name"/out.* | grep -c " 1$") -eq 6 ]] ||
@@ -54,13 +55,16 @@ run() {
 run plain
 log "ok plain mpiexec: $(wc -l <plain.recv) buffers checked"
 
-# 2. Sends at or above T: 36 per size (Send..Issend 6, Sendrecv and
+# 2. Sends at or above T: 54 per size (Send..Issend 6, Sendrecv and
 # Sendrecv_replace 2 each, 4 probe forms, 18 in the multi-completion cases,
-# 2 large-count, truncation 1, Bcast 1), plus the vector type at 4 MiB
-# (its packed 2 MiB; at T and T+1 the packed half is below T).
+# 2 large-count, truncation 1, Bcast 1, Ibsend/Irsend 2, Isendrecv and
+# Isendrecv_replace 2 each, persistent 2, probe-then-receive 4, Ssend_c 1,
+# Sendrecv_c 2, Bcast_c 1, as MPI_INT 1, contiguous type 1), 52 at T+1 (no
+# MPI_INT cases at odd sizes), plus the vector type at 4 MiB (its packed
+# 2 MiB; at T and T+1 the packed half is below T).
 run pre
 diff plain.recv pre.recv >/dev/null || fail "preloaded run received other bytes than the plain one"
-expect_stat pre.stats tokens_sent -eq $((48 * 3 + 1)) "preloaded mpi_calls"
+expect_stat pre.stats tokens_sent -eq $((54 + 52 + 54 + 1)) "preloaded mpi_calls"
 expect_stat pre.stats tokens_resolved -eq "$(tokens_sent pre.stats)" "preloaded mpi_calls"
 expect_stat pre.stats errors -eq 0 "preloaded mpi_calls"
 expect_stat pre.stats inline_fallbacks -eq 0 "preloaded mpi_calls"

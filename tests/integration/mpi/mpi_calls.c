@@ -5,6 +5,8 @@
  *                           mallocs the probed size and receives
  *   mpi_calls fanout SIZE DIR  rank 0 sends one buffer to every rank; lists
  *                           the store DIR before anyone receives; then Bcast
+ *   mpi_calls lost SIZE DIR 2 ranks: the store DIR is emptied between the
+ *                           send and the receive; prints the error class
  *
  * Every payload is a pattern of (case, size); receivers check it and print
  * "RECV case size xxh3" lines, senders "SEND case size xxh3"; the test
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 static int rank, nranks, failures;
@@ -345,6 +348,37 @@ static void p2p(size_t n)
         }
         got(after[k], 240 + k, r, n, k == 3 ? NULL : &st, 0, 50 + k);
     }
+    /* 24 more large-count forms: Ssend_c, Sendrecv_c, Bcast_c (from rank 0) */
+    CASE(24);
+    if (rank == 0) { MPI_Ssend_c(s, (MPI_Count)n, MPI_BYTE, 1, 70, c); sent("ssend_c", s, n); }
+    else { MPI_Recv(r, (int)n, MPI_BYTE, 0, 70, c, &st); got("ssend_c", 24, r, n, &st, 0, 70); }
+    fill(s, n, 250 + rank); memset(r, 0, n);
+    MPI_Sendrecv_c(s, (MPI_Count)n, MPI_BYTE, peer, 71, r, (MPI_Count)n, MPI_BYTE, peer, 71, c, &st);
+    got(rank ? "sendrecv_c0" : "sendrecv_c1", 250 + peer, r, n, &st, peer, 71);
+    sent(rank ? "sendrecv_c1" : "sendrecv_c0", s, n);
+    fill(s, n, 26);
+    if (rank == 0) { memcpy(r, s, n); sent("bcast_c", s, n); } else memset(r, 0, n);
+    MPI_Bcast_c(r, (MPI_Count)n, MPI_BYTE, 0, c);
+    if (rank == 1) got("bcast_c", 26, r, n, NULL, 0, 0);
+    /* 25 sent as bytes, received as MPI_INT (and a contiguous derived type) */
+    if (n % 4 == 0) {
+        MPI_Datatype quad;
+        MPI_Type_contiguous(4, MPI_BYTE, &quad);
+        MPI_Type_commit(&quad);
+        CASE(25);
+        if (rank == 0) { MPI_Send(s, (int)n, MPI_BYTE, 1, 72, c); sent("as-int", s, n); }
+        else {
+            int cnt;
+            MPI_Recv(r, (int)(n / 4), MPI_INT, 0, 72, c, &st);
+            MPI_Get_count(&st, MPI_INT, &cnt);
+            CHECK(cnt == (int)(n / 4), "as-int: %d ints", cnt);
+            got("as-int", 25, r, n, &st, 0, 72);
+        }
+        CASE(27);
+        if (rank == 0) { MPI_Send(s, (int)(n / 4), quad, 1, 73, c); sent("contig-type", s, n); }
+        else { MPI_Recv(r, (int)(n / 4), quad, 0, 73, c, &st); got("contig-type", 27, r, n, &st, 0, 73); }
+        MPI_Type_free(&quad);
+    }
     /* 17 truncation: a buffer one byte short gives MPI_ERR_TRUNCATE */
     CASE(17);
     MPI_Comm tc;
@@ -366,6 +400,38 @@ static void p2p(size_t n)
     MPI_Barrier(c);
     free(s);
     free(r);
+}
+
+/* ---- lost: the object behind a token is gone before the receive -------- */
+
+static void lost(size_t n, const char *dir)
+{
+    uint8_t *b = malloc(n);
+    fill(b, n, 400);
+    MPI_Comm c;
+    MPI_Comm_dup(MPI_COMM_WORLD, &c);
+    MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+    if (rank == 0) {
+        MPI_Send(b, (int)n, MPI_BYTE, 1, 80, c);
+        MPI_Barrier(c);
+    } else {
+        MPI_Barrier(c); /* the token waits in MPI; empty the store under it */
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        char path[8192];
+        while (d && (e = readdir(d)))
+            if (e->d_name[0] != '.') {
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+        if (d)
+            closedir(d);
+        int rc = MPI_Recv(b, (int)n, MPI_BYTE, 0, 80, c, MPI_STATUS_IGNORE), cls = -1;
+        MPI_Error_class(rc, &cls);
+        printf("LOST class=%d other=%d\n", cls, cls == MPI_ERR_OTHER);
+    }
+    MPI_Comm_free(&c);
+    free(b);
 }
 
 /* ---- probe: every other rank sends its own size; rank 0 probes ANY_SOURCE */
@@ -462,6 +528,8 @@ int main(int argc, char **argv)
             p2p(strtoull(argv[i], NULL, 0));
     } else if (argc == 3 && strcmp(argv[1], "probe") == 0) {
         probe_any(strtoull(argv[2], NULL, 0));
+    } else if (argc == 4 && strcmp(argv[1], "lost") == 0) {
+        lost(strtoull(argv[2], NULL, 0), argv[3]);
     } else if (argc == 4 && strcmp(argv[1], "fanout") == 0) {
         fanout(strtoull(argv[2], NULL, 0), argv[3]);
     } else {
