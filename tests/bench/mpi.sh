@@ -20,8 +20,10 @@ SIZES="65536 262144 1048576 4194304 16777216 67108864 268435456"
 FAN=$((64 * 1024 * 1024))
 
 [[ -f $LIB ]] || { echo "bench: $LIB does not exist: run 'make all' first" >&2; exit 1; }
-command -v mpicc >/dev/null && command -v mpiexec >/dev/null ||
-    { echo "bench: mpicc/mpiexec not found (Debian: mpich libmpich-dev)" >&2; exit 1; }
+if ! command -v mpicc >/dev/null || ! command -v mpiexec >/dev/null; then
+    echo "bench: mpicc/mpiexec not found (Debian: mpich libmpich-dev)" >&2
+    exit 1
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-mpibench.XXXXXX")
 store=$(mktemp -d /dev/shm/psi-mpibench.XXXXXX)
 trap 'rm -rf "$tmp" "$store"' EXIT

@@ -53,7 +53,7 @@ run fanout fanout $((64 * MiB)) "$STORE_DIR"
 grep -q '^STORE objects=1 refs=3$' fanout/out.0 ||
     fail "fan-out: expected one object and three references, got: $(grep STORE fanout/out.0)"
 [[ $(cat fanout/out.* | grep -c '^RECV fanout') -eq 3 ]] || fail "fan-out: not 3 receives"
-[[ $(grep -h '^RECV bcast' fanout/out.* | wc -l) -eq 3 ]] || fail "bcast: not 3 receives"
+[[ $(cat fanout/out.* | grep -c '^RECV bcast') -eq 3 ]] || fail "bcast: not 3 receives"
 # 3 sends and one Bcast to 3 ranks from rank 0; 6 tokens resolved.
 expect_stat fanout.stats tokens_sent -eq 6 "fan-out and Bcast"
 expect_stat fanout.stats tokens_resolved -eq 6 "fan-out and Bcast"

@@ -29,6 +29,7 @@ run() {
     mkdir -p "$name"
     local rc=0
     if [[ $name == plain ]]; then
+        # shellcheck disable=SC2086
         (cd "$name" && timeout 100 mpiexec -n 2 ../mpi_calls p2p $SIZES) >"$name.out" 2>"$name.err" || rc=$?
     else
         # shellcheck disable=SC2086
@@ -69,7 +70,7 @@ expect_stat pre.stats tokens_resolved -eq "$(tokens_sent pre.stats)" "preloaded 
 expect_stat pre.stats errors -eq 0 "preloaded mpi_calls"
 expect_stat pre.stats inline_fallbacks -eq 0 "preloaded mpi_calls"
 left=$(find "$TEST_TMP/store" -type f 2>/dev/null | wc -l)
-((left == 0)) || fail "store holds $left files after every token was resolved: $(ls "$TEST_TMP/store" | head -3)"
+((left == 0)) || fail "store holds $left files after every token was resolved: $(find "$TEST_TMP/store" -type f | head -3)"
 log "ok preloaded: $(tokens_sent pre.stats) tokens, every buffer byte-exact, store empty"
 
 # 3.
