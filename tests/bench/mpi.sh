@@ -5,6 +5,7 @@
 #     better of PSI_BENCH_REPS runs).
 #  2. fan-out: rank 0 sends one 64 MiB buffer to each of 3 other ranks
 #     (seconds per fan-out), REPS rounds.
+#  3. 64-byte ping-pong latency (what the wrappers cost a small message).
 # The store is a file store in /dev/shm (PSI_STORE), default threshold
 # 1 MiB unless PSI_THRESHOLD is set.
 #
@@ -54,6 +55,7 @@ for ((r = 0; r < REPS; r++)); do
         # shellcheck disable=SC2086
         run "$c" 2 pingpong $SIZES >>"$tmp/pp.$c"
         run "$c" 4 fanout "$FAN" 5 >>"$tmp/fan.$c"
+        run "$c" 2 latency 64 100000 >>"$tmp/lat.$c"
     done
 done
 
@@ -79,6 +81,14 @@ echo "|---:|---:|---:|"
 p=$(best "$tmp/fan.plain" "$FAN" min)
 q=$(best "$tmp/fan.preload" "$FAN" min)
 printf '| %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$p" -v b="$q" 'BEGIN { printf "%.2f", a / b }')"
+echo
+echo "### 64-byte ping-pong latency (µs per round trip, best of $REPS)"
+echo
+echo "| plain MPICH | preloaded | preloaded / plain |"
+echo "|---:|---:|---:|"
+p=$(best "$tmp/lat.plain" 64 min)
+q=$(best "$tmp/lat.preload" 64 min)
+printf '| %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.3f", a / b }')"
 echo
 left=$(find "$store" -type f | wc -l)
 echo "store files left after the runs: $left; tokens sent (preloaded, all runs): $(

@@ -2,6 +2,8 @@
  *
  *   mpi_bench pingpong SIZE...  2 ranks: ping-pong per size; rank 0 prints
  *                               "pingpong SIZE MBps" (2*SIZE*iters/time)
+ *   mpi_bench latency SIZE N    2 ranks: N round trips of SIZE bytes; rank 0
+ *                               prints "latency SIZE microseconds-per-round-trip"
  *   mpi_bench fanout SIZE REPS  n ranks: rank 0 sends one buffer to every
  *                               other rank, REPS times; prints
  *                               "fanout SIZE seconds-per-fanout"
@@ -46,6 +48,28 @@ int main(int argc, char **argv)
                 printf("pingpong %zu %.1f\n", sz, 2.0 * (double)sz * (double)iters / dt / 1e6);
             free(b);
         }
+    } else if (argc == 4 && strcmp(argv[1], "latency") == 0) {
+        size_t sz = strtoull(argv[2], NULL, 0);
+        long iters = atol(argv[3]);
+        char *b = calloc(1, sz);
+        int peer = 1 - rank;
+        double t0 = 0;
+        for (long i = -100; i < iters; i++) { /* 100 warm-up round trips */
+            if (i == 0) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = MPI_Wtime();
+            }
+            if (rank == 0) {
+                MPI_Send(b, (int)sz, MPI_BYTE, peer, 3, MPI_COMM_WORLD);
+                MPI_Recv(b, (int)sz, MPI_BYTE, peer, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            } else {
+                MPI_Recv(b, (int)sz, MPI_BYTE, peer, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Send(b, (int)sz, MPI_BYTE, peer, 3, MPI_COMM_WORLD);
+            }
+        }
+        if (rank == 0)
+            printf("latency %zu %.3f\n", sz, (MPI_Wtime() - t0) / (double)iters * 1e6);
+        free(b);
     } else if (argc == 4 && strcmp(argv[1], "fanout") == 0) {
         size_t sz = strtoull(argv[2], NULL, 0);
         int reps = atoi(argv[3]);
@@ -70,7 +94,8 @@ int main(int argc, char **argv)
         free(b);
     } else {
         if (rank == 0)
-            fprintf(stderr, "usage: mpi_bench pingpong SIZE... | fanout SIZE REPS\n");
+            fprintf(stderr, "usage: mpi_bench pingpong SIZE... | latency SIZE N | "
+                            "fanout SIZE REPS\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     MPI_Finalize();
