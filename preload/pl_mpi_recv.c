@@ -77,24 +77,21 @@ int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, 
 
 /* ---- Sendrecv ------------------------------------------------------------- */
 
-int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
-                    int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
-                    int rtag, MPI_Comm comm, MPI_Status *status, bool large)
+/* Sendrecv once the outgoing message is decided (sbuf may be a token
+ * message by now). replace: sbuf is rbuf, the application's
+ * MPI_Sendrecv_replace buffer. */
+static int pl_sendrecv_do(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                          int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype,
+                          int source, int rtag, MPI_Comm comm, MPI_Status *status, bool large,
+                          bool replace)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
-    uint8_t msg[PL_MPI_MSG_LEN];
-    if (pl_mpi_tokenize(sbuf, scount, stype, dest, comm, msg)) {
-        sbuf = msg;
-        scount = PL_MPI_MSG_LEN;
-        stype = MPI_BYTE;
-    }
     MPI_Status st;
     int rc;
     pl_mpi_ent *e = pl_mpi_q_take(comm, source, rtag);
     if (e) {
         /* The receive half is served already; the send half keeps
-         * Sendrecv's progress guarantee through a receive from nowhere. */
+         * Sendrecv's progress guarantee through a receive from nowhere,
+         * and has taken its bytes (even from rbuf) before e lands there. */
         rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, NULL, 0, MPI_BYTE,
                                    MPI_PROC_NULL, 0, comm, &st)
                    : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, NULL, 0, MPI_BYTE,
@@ -105,10 +102,16 @@ int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int 
         }
         rc = pl_mpi_deliver_ent(e, rbuf, rcount, rtype, comm, &st);
     } else {
-        rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype, source,
-                                   rtag, comm, &st)
-                   : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, rbuf, (int)rcount, rtype,
-                                 source, rtag, comm, &st);
+        if (replace)
+            rc = large ? R(Sendrecv_replace_c)(rbuf, rcount, rtype, dest, stag, source, rtag,
+                                               comm, &st)
+                       : R(Sendrecv_replace)(rbuf, (int)rcount, rtype, dest, stag, source, rtag,
+                                             comm, &st);
+        else
+            rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype,
+                                       source, rtag, comm, &st)
+                       : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, rbuf, (int)rcount,
+                                     rtype, source, rtag, comm, &st);
         if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
             pl_mpi_status_out(status, &st);
             return rc;
@@ -119,6 +122,20 @@ int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int 
     return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
 }
 
+int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                    int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
+                    int rtag, MPI_Comm comm, MPI_Status *status, bool large)
+{
+    if (!pl_mpi_bind())
+        return MPI_ERR_INTERN;
+    uint8_t msg[PL_MPI_MSG_LEN];
+    if (pl_mpi_tokenize(sbuf, scount, stype, dest, comm, msg))
+        return pl_sendrecv_do(msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, stag, rbuf, rcount, rtype,
+                              source, rtag, comm, status, large, false);
+    return pl_sendrecv_do(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype, source, rtag,
+                          comm, status, large, false);
+}
+
 int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int dest,
                             int stag, int source, int rtag, MPI_Comm comm, MPI_Status *status,
                             bool large)
@@ -126,43 +143,13 @@ int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int d
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
     uint8_t msg[PL_MPI_MSG_LEN];
-    bool proxied = pl_mpi_tokenize(buf, count, type, dest, comm, msg);
-    pl_mpi_ent *e = pl_mpi_q_take(comm, source, rtag);
-    if (proxied || e) {
-        /* The outgoing bytes are in msg (or still in buf, with the incoming
-         * ones in the stash): the two halves no longer share a buffer. */
-        const void *sbuf = proxied ? (const void *)msg : buf;
-        MPI_Count sc = proxied ? PL_MPI_MSG_LEN : count;
-        MPI_Datatype stp = proxied ? MPI_BYTE : type;
-        bool slarge = proxied ? false : large;
-        if (e) {
-            MPI_Status st;
-            int rc = slarge ? R(Sendrecv_c)(sbuf, sc, stp, dest, stag, NULL, 0, MPI_BYTE,
-                                            MPI_PROC_NULL, 0, comm, &st)
-                            : R(Sendrecv)(sbuf, (int)sc, stp, dest, stag, NULL, 0, MPI_BYTE,
-                                          MPI_PROC_NULL, 0, comm, &st);
-            if (rc != MPI_SUCCESS) {
-                free(e);
-                return rc;
-            }
-            rc = pl_mpi_deliver_ent(e, buf, count, type, comm, &st);
-            pl_mpi_status_out(status, &st);
-            return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
-        }
-        return pl_mpi_sendrecv(msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, stag, buf, count, type,
-                               source, rtag, comm, status, large);
-    }
-    MPI_Status st;
-    int rc = large ? R(Sendrecv_replace_c)(buf, count, type, dest, stag, source, rtag, comm, &st)
-                   : R(Sendrecv_replace)(buf, (int)count, type, dest, stag, source, rtag, comm,
-                                         &st);
-    if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
-        pl_mpi_status_out(status, &st);
-        return rc;
-    }
-    rc = pl_mpi_after_recv(buf, count, type, comm, &st);
-    pl_mpi_status_out(status, &st);
-    return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
+    /* Proxied, the outgoing bytes are in msg: the halves no longer share
+     * a buffer. */
+    if (pl_mpi_tokenize(buf, count, type, dest, comm, msg))
+        return pl_sendrecv_do(msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, stag, buf, count, type,
+                              source, rtag, comm, status, large, false);
+    return pl_sendrecv_do(buf, count, type, dest, stag, buf, count, type, source, rtag, comm,
+                          status, large, true);
 }
 
 /* Nonblocking send-receive: the token message (if any) lives in the
