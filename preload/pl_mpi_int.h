@@ -51,6 +51,8 @@ bool pl_mpi_contiguous(MPI_Datatype type, MPI_Count size);
 /* Packed bytes of (count, type), 0 if unknown or empty; *size the type's. */
 uint64_t pl_mpi_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size);
 void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes);
+/* The bytes a status reports (MPICH's fields, no call). */
+uint64_t pl_mpi_status_bytes(const MPI_Status *st);
 /* Calls the communicator's error handler, as MPI does for its own errors
  * (the default handler aborts the job), and returns code. */
 int pl_mpi_error(MPI_Comm comm, int code);

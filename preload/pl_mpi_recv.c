@@ -234,12 +234,6 @@ static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm)
     return e;
 }
 
-static uint64_t pl_status_bytes(MPI_Status *st)
-{
-    MPI_Count n = 0;
-    return R(Get_elements_x)(st, MPI_BYTE, &n) == MPI_SUCCESS ? (uint64_t)n : 0;
-}
-
 int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
 {
     if (!pl_mpi_bind())
@@ -254,7 +248,7 @@ int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *stat
         }
         int rc = flag ? R(Iprobe)(source, tag, comm, flag, &st) : R(Probe)(source, tag, comm, &st);
         if (rc != MPI_SUCCESS || (flag && !*flag) || source == MPI_PROC_NULL ||
-            pl_status_bytes(&st) != PL_MPI_MSG_LEN) {
+            pl_mpi_status_bytes(&st) != PL_MPI_MSG_LEN) {
             pl_mpi_status_out(status, &st);
             return rc;
         }
@@ -285,7 +279,7 @@ int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *me
         int rc = flag ? R(Improbe)(source, tag, comm, flag, message, &st)
                       : R(Mprobe)(source, tag, comm, message, &st);
         if (rc != MPI_SUCCESS || (flag && !*flag) || *message == MPI_MESSAGE_NO_PROC ||
-            pl_status_bytes(&st) != PL_MPI_MSG_LEN) {
+            pl_mpi_status_bytes(&st) != PL_MPI_MSG_LEN) {
             pl_mpi_status_out(status, &st);
             return rc;
         }
