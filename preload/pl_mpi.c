@@ -51,7 +51,7 @@ _Static_assert(__builtin_types_compatible_p(MPI_Comm, pl_mpi_handle) &&
 /* ---- binding -------------------------------------------------------------- */
 
 static pthread_once_t pl_mpi_bind_once = PTHREAD_ONCE_INIT;
-static bool pl_mpi_bound;
+static atomic_bool pl_mpi_bound; /* read on every call: no pthread_once then */
 
 /* RTLD_NEXT finds the MPI library when the program links it. A binding
  * that loads it privately (dlopen RTLD_LOCAL) hides it from RTLD_NEXT; then
@@ -82,33 +82,40 @@ static void pl_mpi_bind_all(void)
                 "the MPICH 4 ABI: Debian package libmpich12)", missing);
         return;
     }
-    pl_mpi_bound = true;
+    atomic_store_explicit(&pl_mpi_bound, true, memory_order_release);
 }
 
 bool pl_mpi_bind(void)
 {
+    if (atomic_load_explicit(&pl_mpi_bound, memory_order_acquire))
+        return true;
     pthread_once(&pl_mpi_bind_once, pl_mpi_bind_all);
-    return pl_mpi_bound;
+    return atomic_load_explicit(&pl_mpi_bound, memory_order_acquire);
 }
 
 static pthread_once_t pl_mpi_abi_once = PTHREAD_ONCE_INIT;
-static bool pl_mpi_is_foreign;
+static atomic_int pl_mpi_abi; /* 0 not known yet, 1 MPICH, 2 foreign */
 
 /* Open MPI (libmpi.so.40) is the other ABI on Linux; it exports its
  * predefined objects under these names. Everything else we meet (MPICH,
  * Intel MPI, MVAPICH) shares MPICH's. */
 static void pl_mpi_abi_detect(void)
 {
-    pl_mpi_is_foreign = dlsym(RTLD_DEFAULT, "ompi_mpi_comm_world") != NULL ||
-                        pl_mpi_sym("ompi_mpi_comm_world") != NULL;
-    if (pl_mpi_is_foreign)
+    bool foreign = dlsym(RTLD_DEFAULT, "ompi_mpi_comm_world") != NULL ||
+                   pl_mpi_sym("ompi_mpi_comm_world") != NULL;
+    if (foreign)
         psi_log(PSI_LOG_INFO, "MPI: Open MPI ABI; MPI calls pass through untouched");
+    atomic_store_explicit(&pl_mpi_abi, foreign ? 2 : 1, memory_order_release);
 }
 
 bool pl_mpi_foreign(void)
 {
-    pthread_once(&pl_mpi_abi_once, pl_mpi_abi_detect);
-    return pl_mpi_is_foreign;
+    int abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
+    if (!abi) {
+        pthread_once(&pl_mpi_abi_once, pl_mpi_abi_detect);
+        abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
+    }
+    return abi == 2;
 }
 
 /* ---- shared state: the stash, matched-message handles, requests ----------- */
@@ -461,11 +468,13 @@ void pl_mpi_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm c
     pl_mpi_req_add(r);
 }
 
-int pl_mpi_complete(MPI_Request h, MPI_Status *st)
+pl_mpi_req *pl_mpi_req_claim(MPI_Request h)
 {
-    pl_mpi_req *r = pl_req_take(h, false);
-    if (!r)
-        return MPI_SUCCESS;
+    return pl_req_take(h, true);
+}
+
+int pl_mpi_req_finish(pl_mpi_req *r, MPI_Status *st)
+{
     int rc = MPI_SUCCESS, cancelled = 0;
     if (r->ent) {
         rc = pl_mpi_deliver_ent(r->ent, r->buf, r->count, r->type, r->comm, st);
@@ -478,9 +487,26 @@ int pl_mpi_complete(MPI_Request h, MPI_Status *st)
     if (rc != MPI_SUCCESS)
         pl_mpi_error(r->comm, rc);
     /* A cancelled proxied send leaves its object to the TTL and `psi gc`. */
-    if (!r->persistent)
+    if (r->persistent)
+        pl_mpi_req_add(r);
+    else
         free(r);
     return rc;
+}
+
+void pl_mpi_req_drop(pl_mpi_req *r)
+{
+    if (r->persistent) {
+        pl_mpi_req_add(r);
+        return;
+    }
+    /* MPI may still be sending the token message from r->msg: it must
+     * outlive the request, which nobody will complete. Kept, on purpose
+     * (docs/mpi.md: about 330 bytes per freed proxied send). */
+    if (r->msg_live)
+        return;
+    free(r->ent);
+    free(r);
 }
 
 int pl_mpi_cancel(MPI_Request *req)
@@ -494,20 +520,18 @@ int pl_mpi_request_free(MPI_Request *req)
 {
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
-    MPI_Request h = *req;
+    /* Out of the table first: once MPI frees the handle, another thread's
+     * new request may get the same value. */
+    pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
     int rc = R(Request_free)(req);
-    if (rc != MPI_SUCCESS)
-        return rc;
-    pl_mpi_req *r = pl_req_take(h, true);
-    if (r && r->msg_live) {
-        /* MPI may still be sending the token message from r->msg: it must
-         * outlive the request, which nobody will complete. Kept, on
-         * purpose (docs/mpi.md: ~300 bytes per freed proxied send). */
+    if (r && rc != MPI_SUCCESS) {
+        pl_mpi_req_add(r);
         return rc;
     }
-    if (r)
-        free(r->ent);
-    free(r);
+    if (r) {
+        r->persistent = false;
+        pl_mpi_req_drop(r);
+    }
     return rc;
 }
 

@@ -74,10 +74,6 @@ int pl_mpi_imrecv(void *buf, pl_mpi_count count, pl_mpi_handle type, pl_mpi_hand
 int pl_mpi_bcast(void *buf, pl_mpi_count count, pl_mpi_handle type, int root,
                  pl_mpi_handle comm, bool large);
 
-/* Completion: `h` is the request's handle before the real call completed
- * it, st its status (never MPI_STATUS_IGNORE). Resolves a token a receive
- * got, frees what a proxied send kept. Returns an MPI error code. */
-int pl_mpi_complete(pl_mpi_handle h, pl_mpi_status *st);
 int pl_mpi_request_free(pl_mpi_handle *req);
 int pl_mpi_cancel(pl_mpi_handle *req);
 

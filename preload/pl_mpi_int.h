@@ -29,6 +29,15 @@ typedef struct pl_mpi_req {
 } pl_mpi_req;
 
 void pl_mpi_req_add(pl_mpi_req *r);
+/* Completion, in three steps, so that a handle MPI frees and hands to
+ * another thread's new request never meets our entry for the old one:
+ * claim (take the entry out) before any call that may complete or free
+ * the request; then finish it if it completed (resolves a token, fixes
+ * the status; frees the entry, or puts a persistent one back), add it back
+ * if it did not, or drop it if MPI failed it. */
+pl_mpi_req *pl_mpi_req_claim(MPI_Request h);
+int pl_mpi_req_finish(pl_mpi_req *r, MPI_Status *st);
+void pl_mpi_req_drop(pl_mpi_req *r);
 
 /* ---- the stash (pl_mpi.c) ---- */
 

@@ -192,12 +192,15 @@ int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, i
                                 false);
         return pl_real_send(mode, buf, count, type, dest, tag, comm, NULL, large);
     }
-    /* A nonblocking send's token message must live until completion. */
-    pl_mpi_req *r = malloc(sizeof *r);
-    if (!r || !pl_mpi_tokenize(buf, count, type, dest, comm, r->msg)) {
-        free(r);
+    /* A nonblocking send's token message must live until completion: it
+     * moves into the request's entry (allocated only for a token). */
+    uint8_t msg[PL_MPI_MSG_LEN];
+    if (!pl_mpi_tokenize(buf, count, type, dest, comm, msg))
         return pl_real_send(mode, buf, count, type, dest, tag, comm, req, large);
-    }
+    pl_mpi_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return pl_mpi_error(comm, MPI_ERR_NO_MEM); /* the object expires with its TTL */
+    memcpy(r->msg, msg, sizeof msg);
     int rc = pl_real_send(mode, r->msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, tag, comm, req, false);
     if (rc != MPI_SUCCESS) {
         free(r);
@@ -205,10 +208,7 @@ int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, i
     }
     r->h = *req;
     r->kind = PL_REQ_SEND;
-    r->persistent = false;
-    r->by_content = false;
     r->msg_live = true;
-    r->ent = NULL;
     pl_mpi_req_add(r);
     return rc;
 }

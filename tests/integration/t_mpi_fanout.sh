@@ -10,6 +10,7 @@
 #  3. policy rules with channel=mpi: `pass` sends nothing as a token; a
 #     rule threshold between the ranks' sizes proxies only the larger ones.
 #  4. the object behind a token is gone before the receive: MPI_ERR_OTHER.
+#  5. MPI_THREAD_MULTIPLE: 4 threads per rank exchanging tokens at once.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 need mpicc mpiexec
@@ -83,3 +84,21 @@ grep -q '^LOST class=.* other=1$' lost/out.1 || fail "lost object: $(cat lost/ou
 grep -q "not resolved" lost.err || fail "lost object: no log line: $(tail -3 lost.err)"
 expect_stat lost.stats errors -eq 1 "lost object"
 log "ok a token whose object is gone: MPI_ERR_OTHER, logged"
+
+# 5. MPI_THREAD_MULTIPLE: 4 threads per rank exchanging 2 MiB messages on
+# their own tags with Isend/Irecv/Waitall at once (the request table is
+# shared): every buffer byte-exact; 2 ranks x 4 threads x 8 = 64 tokens.
+mkdir -p thr
+(cd thr && preload env PSI_STATS="$TEST_TMP/thr.stats" PSI_STORE="file://$STORE_DIR" \
+    timeout 100 mpiexec -n 2 ../mpi_calls threads $((2 * MiB))) >thr.out 2>thr.err ||
+    fail "threads: mpiexec failed: $(tail -3 thr.err)"
+for r in 0 1; do
+    grep -q "DONE rank=$r failures=0" "thr/out.$r" || fail "threads: rank $r: $(tail -3 "thr/out.$r")"
+done
+grep -h '^RECV' thr/out.* | sort >thr.recv
+grep -h '^SEND' thr/out.* | sed 's/^SEND/RECV/' | sort >thr.send
+diff thr.send thr.recv >/dev/null || fail "threads: received buffers differ from sent ones"
+[[ $(wc -l <thr.recv) -eq 64 ]] || fail "threads: $(wc -l <thr.recv) buffers, expected 64"
+expect_stat thr.stats tokens_sent -eq 64 "threads"
+expect_stat thr.stats tokens_resolved -eq 64 "threads"
+log "ok MPI_THREAD_MULTIPLE: 4 threads per rank, 64 tokens, byte-exact"

@@ -5,6 +5,8 @@
  *                           mallocs the probed size and receives
  *   mpi_calls fanout SIZE DIR  rank 0 sends one buffer to every rank; lists
  *                           the store DIR before anyone receives; then Bcast
+ *   mpi_calls threads SIZE  2 ranks, 4 threads each exchanging 8 messages
+ *                           on their own tag (MPI_THREAD_MULTIPLE)
  *   mpi_calls lost SIZE DIR 2 ranks: the store DIR is emptied between the
  *                           send and the receive; prints the error class
  *
@@ -13,6 +15,7 @@
  * compares the two sets. Exit status 1 on any mismatch. */
 #include <dirent.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +405,52 @@ static void p2p(size_t n)
     free(r);
 }
 
+/* ---- threads: 4 threads per rank, each its own tag, Isend/Irecv + Wait,
+ * Probe + Recv, Sendrecv at once (MPI_THREAD_MULTIPLE) ---------------- */
+
+typedef struct thr_arg {
+    size_t n;
+    int k;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    size_t n = a->n;
+    int k = a->k, peer = 1 - rank;
+    uint8_t *s = malloc(n), *r = malloc(n);
+    char nm[32];
+    for (int i = 0; i < 8; i++) {
+        MPI_Request rq[2];
+        MPI_Status st[2];
+        int seed = 500 + k * 64 + i * 2 + rank;
+        fill(s, n, seed);
+        memset(r, 0, n);
+        MPI_Irecv(r, (int)n, MPI_BYTE, peer, 90 + k, MPI_COMM_WORLD, &rq[0]);
+        MPI_Isend(s, (int)n, MPI_BYTE, peer, 90 + k, MPI_COMM_WORLD, &rq[1]);
+        MPI_Waitall(2, rq, st);
+        snprintf(nm, sizeof nm, "thr%d.%d.%d", k, i, peer);
+        got(nm, 500 + k * 64 + i * 2 + peer, r, n, &st[0], peer, 90 + k);
+        snprintf(nm, sizeof nm, "thr%d.%d.%d", k, i, rank);
+        sent(nm, s, n);
+    }
+    free(s);
+    free(r);
+    return NULL;
+}
+
+static void threads(size_t n)
+{
+    pthread_t t[4];
+    thr_arg a[4];
+    for (int k = 0; k < 4; k++) {
+        a[k] = (thr_arg){n, k};
+        pthread_create(&t[k], NULL, thr_main, &a[k]);
+    }
+    for (int k = 0; k < 4; k++)
+        pthread_join(t[k], NULL);
+}
+
 /* ---- lost: the object behind a token is gone before the receive -------- */
 
 static void lost(size_t n, const char *dir)
@@ -514,7 +563,16 @@ static void fanout(size_t n, const char *dir)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided = 0;
+    if (argc >= 2 && strcmp(argv[1], "threads") == 0) {
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+        if (provided != MPI_THREAD_MULTIPLE) {
+            fprintf(stderr, "MPI_THREAD_MULTIPLE not provided (%d)\n", provided);
+            MPI_Abort(MPI_COMM_WORLD, 4);
+        }
+    } else {
+        MPI_Init(&argc, &argv);
+    }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     /* One file per rank: ranks share mpiexec's stdout and would interleave. */
@@ -528,6 +586,8 @@ int main(int argc, char **argv)
             p2p(strtoull(argv[i], NULL, 0));
     } else if (argc == 3 && strcmp(argv[1], "probe") == 0) {
         probe_any(strtoull(argv[2], NULL, 0));
+    } else if (argc == 3 && strcmp(argv[1], "threads") == 0) {
+        threads(strtoull(argv[2], NULL, 0));
     } else if (argc == 4 && strcmp(argv[1], "lost") == 0) {
         lost(strtoull(argv[2], NULL, 0), argv[3]);
     } else if (argc == 4 && strcmp(argv[1], "fanout") == 0) {
