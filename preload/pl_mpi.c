@@ -333,11 +333,12 @@ int pl_mpi_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype t
         rc = pl_mpi_deliver_token(&e->msg, buf, count, type, comm, st);
     } else {
         uint64_t written;
-        rc = pl_unpack(e->raw, PL_MPI_MSG_LEN, buf, count, type, comm, &written);
+        rc = pl_unpack(e->big ? e->big : e->raw, pl_mpi_ent_bytes(e), buf, count, type, comm,
+                       &written);
         if (rc != MPI_SUCCESS)
             R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)written);
     }
-    free(e);
+    pl_mpi_ent_free(e);
     return rc;
 }
 
@@ -432,7 +433,7 @@ int pl_mpi_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype 
 {
     pl_done *d = malloc(sizeof *d);
     if (!d) {
-        free(e);
+        pl_mpi_ent_free(e);
         return pl_mpi_error(comm, MPI_ERR_NO_MEM);
     }
     MPI_Status st;
@@ -505,7 +506,7 @@ void pl_mpi_req_drop(pl_mpi_req *r)
      * (docs/mpi.md: about 330 bytes per freed proxied send). */
     if (r->msg_live)
         return;
-    free(r->ent);
+    pl_mpi_ent_free(r->ent);
     free(r);
 }
 

@@ -2,6 +2,7 @@
 #include "pl_mpi_msg.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -132,4 +133,11 @@ pl_mpi_ent *pl_mpi_stash_take(pl_mpi_stash *q, const pl_mpi_pat *p)
         return e;
     }
     return NULL;
+}
+
+void pl_mpi_ent_free(pl_mpi_ent *e)
+{
+    if (e)
+        free(e->big);
+    free(e);
 }

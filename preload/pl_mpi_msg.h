@@ -68,7 +68,14 @@ typedef struct pl_mpi_ent {
     bool is_token;     /* else `raw` is a user message of PL_MPI_MSG_LEN bytes */
     pl_mpi_msg msg;    /* is_token */
     uint8_t raw[PL_MPI_MSG_LEN];
+    /* A user message of another size (a probe that lost a race with
+     * another thread's receive took in the next one): its bytes, malloc'd.
+     * pl_mpi_ent_free releases them. */
+    uint8_t *big;
+    uint64_t big_len;
 } pl_mpi_ent;
+
+void pl_mpi_ent_free(pl_mpi_ent *e);
 
 typedef struct pl_mpi_stash {
     pl_mpi_ent *head, *tail;
@@ -85,7 +92,7 @@ pl_mpi_ent *pl_mpi_stash_take(pl_mpi_stash *q, const pl_mpi_pat *p);
 /* The payload size a stash entry reports to a probe. */
 static inline uint64_t pl_mpi_ent_bytes(const pl_mpi_ent *e)
 {
-    return e->is_token ? e->msg.bytes : PL_MPI_MSG_LEN;
+    return e->is_token ? e->msg.bytes : e->big ? e->big_len : PL_MPI_MSG_LEN;
 }
 
 /* ---- handles of stashed matched messages ----------------------------------

@@ -97,7 +97,7 @@ static int pl_sendrecv_do(const void *sbuf, MPI_Count scount, MPI_Datatype stype
                    : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, NULL, 0, MPI_BYTE,
                                  MPI_PROC_NULL, 0, comm, &st);
         if (rc != MPI_SUCCESS) {
-            free(e);
+            pl_mpi_ent_free(e);
             return rc;
         }
         rc = pl_mpi_deliver_ent(e, rbuf, rcount, rtype, comm, &st);
@@ -190,7 +190,7 @@ int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int
                                           comm, req);
     }
     if (rc != MPI_SUCCESS) {
-        free(r->ent);
+        pl_mpi_ent_free(r->ent);
         free(r);
         return rc;
     }
@@ -215,21 +215,29 @@ int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int
 
 /* Receives a PL_MPI_MSG_LEN-byte message MPI matched into a new stash
  * entry: a probe must see its real size, and MPI has no peek. */
-static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm)
+static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm, uint64_t bytes)
 {
     pl_mpi_ent *e = calloc(1, sizeof *e);
     MPI_Status st;
     if (!e)
         return NULL;
-    if (R(Mrecv)(e->raw, PL_MPI_MSG_LEN, MPI_BYTE, m, &st) != MPI_SUCCESS) {
-        free(e);
+    if (bytes != PL_MPI_MSG_LEN) {
+        /* Not the message the probe saw (another thread took that one):
+         * MPI matched it to us all the same, so it is kept whole. */
+        e->big = malloc(bytes ? (size_t)bytes : 1);
+        e->big_len = bytes;
+    }
+    if ((bytes != PL_MPI_MSG_LEN && !e->big) ||
+        R(Mrecv_c)(e->big ? (void *)e->big : e->raw, (MPI_Count)bytes, MPI_BYTE, m, &st) !=
+            MPI_SUCCESS) {
+        pl_mpi_ent_free(e);
         return NULL;
     }
     e->comm = (uint64_t)(uint32_t)comm;
     e->source = st.MPI_SOURCE;
     e->tag = st.MPI_TAG;
     psi_err err = {0};
-    e->is_token = pl_mpi_msg_is(e->raw, PL_MPI_MSG_LEN) &&
+    e->is_token = !e->big && pl_mpi_msg_is(e->raw, PL_MPI_MSG_LEN) &&
                   pl_mpi_msg_decode(e->raw, &e->msg, &err) == 0 && e->msg.kind == PL_MPI_TOKEN;
     return e;
 }
@@ -261,7 +269,7 @@ int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *stat
             return rc;
         if (!found)
             continue; /* another thread took it */
-        pl_mpi_ent *e = pl_capture(&m, comm);
+        pl_mpi_ent *e = pl_capture(&m, comm, pl_mpi_status_bytes(&st));
         if (!e)
             return pl_mpi_error(comm, MPI_ERR_OTHER);
         pl_mpi_q_push(e);
@@ -283,7 +291,7 @@ int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *me
             pl_mpi_status_out(status, &st);
             return rc;
         }
-        e = pl_capture(message, comm);
+        e = pl_capture(message, comm, PL_MPI_MSG_LEN);
         if (!e)
             return pl_mpi_error(comm, MPI_ERR_OTHER);
     }

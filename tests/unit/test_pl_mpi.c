@@ -262,6 +262,15 @@ static void test_ent_bytes(void **state)
     e.is_token = true;
     e.msg.bytes = 1u << 30;
     assert_true(pl_mpi_ent_bytes(&e) == 1u << 30);
+
+    /* A whole message of another size a racing probe took in. */
+    pl_mpi_ent *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    b->big = malloc(1000);
+    b->big_len = 1000;
+    assert_true(pl_mpi_ent_bytes(b) == 1000);
+    pl_mpi_ent_free(b); /* frees both (ASan checks) */
+    pl_mpi_ent_free(NULL);
 }
 
 /* Our matched-message handles never collide with MPICH's (docs/mpi.md). */
