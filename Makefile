@@ -48,6 +48,13 @@ $(CORE_OBJ) $(PRELOAD_OBJ) $(TOOLS_OBJ): $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
 
+# The MPI hooks need MPICH's mpi.h (build time only: the library binds
+# PMPI_* at run time and has no link-time MPI dependency). Without it
+# they compile to nothing.
+MPI_CFLAGS := $(shell pkg-config --cflags mpich 2>/dev/null)
+$(B)/obj/preload/pl_mpi.o $(B)/obj/preload/pl_mpi_%.o $(B)/obj/preload/pl_hooks_mpi.o \
+$(B)/san/preload/pl_mpi.o $(B)/san/preload/pl_mpi_%.o $(B)/san/preload/pl_hooks_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+
 $(SAN_CORE) $(SAN_PRELOAD): $(B)/san/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(SAN_FLAGS) $(WARN) $(PICFLAGS) -c $< -o $@

@@ -168,13 +168,13 @@ int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi
     return psi_store_put(s, buf, n, &o, tok, err);
 }
 
-int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
+/* The store this process configured for a connector id (its URL names the
+ * server or directory), or NULL: then psi_store_resolve opens that
+ * connector's default. A store that cannot be opened now does not stop the
+ * others. */
+static psi_store *pl_store_for_id(uint8_t id)
 {
     psi_err ignored;
-    /* The store this process configured for the token's connector, if
-     * any (its URL names the server or directory); else the default of
-     * that connector, which psi_store_resolve opens by id. A store that
-     * cannot be opened now does not stop the others. */
     psi_store *s = NULL;
     for (int slot = 0; slot < PL_STORE_SLOTS && !s; slot++) {
         const char *url = pl_store_url(slot);
@@ -186,12 +186,26 @@ int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
         } else if (slot == 0) {
             ops = &psi_store_file_ops;
         }
-        if (ops && ops->id == tok->connector)
+        if (ops && ops->id == id)
             s = pl_store_get(slot, &ignored);
         if (slot == 0 && (!pl_g.policy || pl_g.policy->nconnectors == 0))
             slot = PL_SLOT_SHM - 1; /* no policy connectors: skip to the shm slot */
     }
-    return psi_store_resolve(s, tok, obj, err);
+    return s;
+}
+
+int pl_store_ref(const psi_token *tok, const pol_decision *d, psi_token *out, psi_err *err)
+{
+    (void)d;
+    psi_store *s = pl_store_for_id(tok->connector);
+    if (!s)
+        return psi_fail(err, ENOTSUP, "no store open for this token's connector");
+    return psi_store_ref(s, tok, out, err);
+}
+
+int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    return psi_store_resolve(pl_store_for_id(tok->connector), tok, obj, err);
 }
 
 void pl_store_atfork_child(void)

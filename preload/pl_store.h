@@ -16,6 +16,9 @@ int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t
 /* Puts through a slot from pl_store_route; d gives lifetime and ttl. */
 int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi_token *tok,
                  psi_err *err);
+/* A new reference to tok's object in the connector that made it (a
+ * fan-out); -1 if the connector cannot, and the caller puts again. */
+int pl_store_ref(const psi_token *tok, const pol_decision *d, psi_token *out, psi_err *err);
 int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err);
 /* In a fork child: the parent's store handles are let go, not used. */
 void pl_store_atfork_child(void);

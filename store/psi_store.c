@@ -149,6 +149,14 @@ int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts 
     return s->ops->put(s, buf, len, o, tok, err);
 }
 
+int psi_store_ref(psi_store *s, const psi_token *tok, psi_token *out, psi_err *err)
+{
+    if (!s->ops->ref || s->ops->id != tok->connector)
+        return psi_fail(err, ENOTSUP, "store %s: cannot add a reference to an object",
+                        s->ops->scheme);
+    return s->ops->ref(s, tok, out, err);
+}
+
 /* ---- resolve -------------------------------------------------------------- */
 
 _Thread_local int psi_store_internal;

@@ -88,6 +88,10 @@ typedef struct psi_store_ops {
     /* In a fork child: let go of the handle without talking to any server
      * or touching state the parent still uses (NULL: close is fork-safe). */
     void (*forget)(psi_store *s);
+    /* A new reference to the object tok names, as a new token in *out,
+     * without copying the payload (a fan-out: one object, one reference per
+     * receiver). NULL: the connector cannot; callers put again. */
+    int (*ref)(psi_store *s, const psi_token *tok, psi_token *out, psi_err *err);
 } psi_store_ops;
 
 struct psi_store {
@@ -108,6 +112,9 @@ const char *psi_store_default_dir(void);
 
 int psi_store_put(psi_store *s, const void *buf, size_t len, const psi_put_opts *o,
                   psi_token *tok, psi_err *err);
+
+/* ops->ref, or -1 with err->code ENOTSUP when the connector has none. */
+int psi_store_ref(psi_store *s, const psi_token *tok, psi_token *out, psi_err *err);
 
 /* Resolves a token: picks the connector by tok->connector (using `local`
  * when its id matches, else opening that connector's default), gets the

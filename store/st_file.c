@@ -459,6 +459,42 @@ static int st_file_release(psi_store *s, const psi_token *tok, psi_err *err)
     return 0;
 }
 
+/* Another reference to the object tok names: one more hard link, so a
+ * fan-out stores the bytes once and every receiver releases its own name.
+ * Linked from the object name <H> (it lives while any reference does), or
+ * from tok's own reference if <H> was taken over. ENOENT when the object
+ * is gone: the caller puts again. */
+static int st_file_ref(psi_store *s, const psi_token *tok, psi_token *out, psi_err *err)
+{
+    st_file *f = (st_file *)s;
+    char path[PATH_MAX], hex[ST_HEX_LEN + 1], key[ST_NAME_MAX + 1];
+    struct stat st;
+
+    if (!st_key_ok(tok))
+        return psi_fail(err, EINVAL, "file store %s: token key is not a file store key",
+                        f->dir);
+    if (dir_ready(f, err) < 0)
+        return -1;
+    psi_hash_hex(&tok->sum, hex);
+    uint64_t expiry = (uint64_t)time(NULL) + (tok->ttl ? tok->ttl : PSI_DEFAULT_TTL);
+    int rc = -1;
+    st_path(f, path, hex, ST_HEX_LEN);
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == tok->size)
+        rc = ref_link(f, path, hex, expiry, key);
+    if (rc < 0) {
+        st_path(f, path, tok->key, tok->key_len);
+        rc = ref_link(f, path, hex, expiry, key);
+    }
+    if (rc < 0)
+        return psi_fail(err, errno, "file store %s: new reference to %s: %s", f->dir, hex,
+                        strerror(errno));
+    *out = *tok;
+    out->ttl = tok->ttl ? tok->ttl : PSI_DEFAULT_TTL;
+    out->key_len = (uint8_t)strlen(key);
+    memcpy(out->key, key, out->key_len + 1u);
+    return 0;
+}
+
 static int st_file_exists(psi_store *s, const psi_token *tok)
 {
     st_file *f = (st_file *)s;
@@ -803,4 +839,5 @@ const psi_store_ops psi_store_file_ops = {
     .gc = st_file_gc,
     .ls = st_file_ls,
     .close = st_file_close,
+    .ref = st_file_ref,
 };

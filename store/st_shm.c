@@ -940,6 +940,39 @@ static int st_shm_exists(psi_store *base, const psi_token *tok)
     return yes;
 }
 
+/* A fan-out: one more token for an object this process still has READY. */
+static int st_shm_ref(psi_store *base, const psi_token *tok, psi_token *out, psi_err *err)
+{
+    st_shm *s = (st_shm *)base;
+    char name[ST_SHM_NAME_MAX + 1];
+    uint64_t gen;
+
+    if (st_shm_key_parse(tok->key, tok->key_len, name, &gen) < 0)
+        return psi_fail(err, EINVAL, "shm store: '%.*s' is not a shm object key",
+                        (int)tok->key_len, tok->key);
+    pthread_mutex_lock(&s->lock);
+    shm_seg *g = seg_lookup(s, name, err);
+    int rc = -1;
+    if (g) {
+        shm_hdr *h = g->hdr;
+        hdr_lock(h);
+        /* refs > 0: an object whose last reference is gone may already be
+         * free for reuse; the caller then puts again. */
+        if (h->gen == gen && h->state == SHM_READY && h->size == tok->size &&
+            (h->lifetime == PSI_LIFE_TTL || h->refs > 0)) {
+            h->refs++;
+            rc = 0;
+        } else {
+            psi_fail(err, ENOENT, "shm store: object %.*s is gone", (int)tok->key_len, tok->key);
+        }
+        hdr_unlock(h);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0)
+        *out = *tok;
+    return rc;
+}
+
 /* ---- ls ------------------------------------------------------------------- */
 
 struct ls_ctx {
@@ -1187,4 +1220,5 @@ const psi_store_ops psi_store_shm_ops = {
     .ls = st_shm_ls,
     .close = st_shm_close,
     .forget = st_shm_forget,
+    .ref = st_shm_ref,
 };

@@ -319,6 +319,42 @@ static void test_dedup_stores_once(void **state)
     free(buf);
 }
 
+/* ref: a new reference without a new copy; each token resolves once and
+ * the last release removes the object. ENOENT once the object is gone. */
+static void test_ref_adds_a_link(void **state)
+{
+    fixture *f = *state;
+    uint8_t *buf = pattern(100000, 9);
+    psi_token t1, t2, t3;
+    psi_obj obj;
+    psi_err err = {0};
+    char hex[33];
+
+    put_ok(f, buf, 100000, PSI_LIFE_REFCOUNT, 0, &t1);
+    assert_int_equal(psi_store_ref(f->s, &t1, &t2, &err), 0);
+    assert_string_not_equal(t1.key, t2.key);
+    assert_memory_equal(t1.key, t2.key, 32);
+    assert_true(t2.size == t1.size && t2.sum.lo == t1.sum.lo && t2.sum.hi == t1.sum.hi);
+    memcpy(hex, t1.key, 32);
+    hex[32] = '\0';
+    assert_int_equal(stat_of(f, hex, 32).st_nlink, 3);
+
+    assert_int_equal(psi_store_resolve(f->s, &t1, &obj, &err), 0);
+    psi_obj_release(&obj);
+    /* A ref of a token already resolved still works while the object lives. */
+    assert_int_equal(psi_store_ref(f->s, &t1, &t3, &err), 0);
+    assert_int_equal(psi_store_resolve(f->s, &t2, &obj, &err), 0);
+    assert_memory_equal(obj.data, buf, 100000);
+    psi_obj_release(&obj);
+    assert_int_equal(psi_store_resolve(f->s, &t3, &obj, &err), 0);
+    psi_obj_release(&obj);
+    assert_int_equal(count_entries(f->dir), 0);
+
+    assert_int_equal(psi_store_ref(f->s, &t1, &t3, &err), -1);
+    assert_int_equal(err.code, ENOENT);
+    free(buf);
+}
+
 static void test_different_payloads_different_objects(void **state)
 {
     fixture *f = *state;
@@ -1062,6 +1098,7 @@ int main(void)
         T(test_put_empty_rejected),
         T(test_token_survives_encode),
         T(test_dedup_stores_once),
+        T(test_ref_adds_a_link),
         T(test_different_payloads_different_objects),
         T(test_ttl_lifetime_keeps_ref),
         T(test_evict_on_read),

@@ -1,0 +1,570 @@
+/* pl_mpi: the logic behind the MPI hooks (docs/mpi.md).
+ *
+ * Send side: a message whose packed size passes the decision is packed if
+ * its datatype is not contiguous, put into the store, and replaced by a
+ * token message of PL_MPI_MSG_LEN bytes on the same communicator, tag and
+ * destination, so MPI's matching order is the application's.
+ *
+ * Receive side: receives go straight into the application's buffer. A
+ * completed receive of exactly PL_MPI_MSG_LEN bytes that carries our magic
+ * and checksum is a token: it is resolved into the same buffer (unpacked
+ * for derived types) and the status made to report the real size. A
+ * payload below PL_MPI_MSG_LEN is never proxied, so a buffer big enough
+ * for the payload always holds the token. Probes must report the real
+ * size, so a probe that meets a PL_MPI_MSG_LEN-byte message receives it
+ * into the stash (pl_mpi_msg.h), which every receive consults first.
+ *
+ * This file: binding, the stash and the request table, datatypes,
+ * delivery and completion. Sends and Bcast are in pl_mpi_send.c, receives
+ * and probes in pl_mpi_recv.c, Wait/Test in pl_mpi_wait.c, the exported
+ * symbols in pl_hooks_mpi.c. */
+#include "pl_mpi.h"
+
+#ifdef PL_HAVE_MPI
+#include "pl_mpi_int.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pl_engine.h"
+#include "pl_mpi_msg.h"
+#include "pl_store.h"
+#include "psi_log.h"
+#include "psi_stats.h"
+
+pl_mpi_real_table pl_mpi_real;
+
+/* pl_mpi.h spells MPICH's types without mpi.h. */
+_Static_assert(__builtin_types_compatible_p(MPI_Comm, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Datatype, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Request, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Message, pl_mpi_handle) &&
+                   __builtin_types_compatible_p(MPI_Count, pl_mpi_count) &&
+                   MPI_ERR_INTERN == PL_MPI_ERR_INTERN,
+               "mpi.h is not MPICH's: the MPI hooks speak the MPICH ABI");
+
+/* ---- binding -------------------------------------------------------------- */
+
+static pthread_once_t pl_mpi_bind_once = PTHREAD_ONCE_INIT;
+static atomic_bool pl_mpi_bound; /* read on every call: no pthread_once then */
+
+/* RTLD_NEXT finds the MPI library when the program links it. A binding
+ * that loads it privately (dlopen RTLD_LOCAL) hides it from RTLD_NEXT; then
+ * the library is already mapped and RTLD_NOLOAD finds it by soname. */
+static void *pl_mpi_sym(const char *name)
+{
+    static const char *const libs[] = {"libmpi.so.12", "libmpich.so.12", "libmpi.so.40"};
+    void *p = dlsym(RTLD_NEXT, name);
+    for (size_t i = 0; !p && i < sizeof libs / sizeof libs[0]; i++) {
+        void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (h)
+            p = dlsym(h, name);
+    }
+    return p;
+}
+
+static void pl_mpi_bind_all(void)
+{
+    const char *missing = NULL;
+#define PL_MPI_BIND(name)                                         \
+    *(void **)&pl_mpi_real.name = pl_mpi_sym("PMPI_" #name);     \
+    if (!pl_mpi_real.name && !missing)                            \
+        missing = "PMPI_" #name;
+    PL_MPI_REAL(PL_MPI_BIND)
+#undef PL_MPI_BIND
+    if (missing) {
+        psi_log(PSI_LOG_ERROR, "MPI: %s not found in this process (psinterpose supports "
+                "the MPICH 4 ABI: Debian package libmpich12)", missing);
+        return;
+    }
+    atomic_store_explicit(&pl_mpi_bound, true, memory_order_release);
+}
+
+bool pl_mpi_bind(void)
+{
+    if (atomic_load_explicit(&pl_mpi_bound, memory_order_acquire))
+        return true;
+    pthread_once(&pl_mpi_bind_once, pl_mpi_bind_all);
+    return atomic_load_explicit(&pl_mpi_bound, memory_order_acquire);
+}
+
+static pthread_once_t pl_mpi_abi_once = PTHREAD_ONCE_INIT;
+static atomic_int pl_mpi_abi; /* 0 not known yet, 1 MPICH, 2 foreign */
+
+/* Open MPI (libmpi.so.40) is the other ABI on Linux; it exports its
+ * predefined objects under these names. Everything else we meet (MPICH,
+ * Intel MPI, MVAPICH) shares MPICH's. */
+static void pl_mpi_abi_detect(void)
+{
+    bool foreign = dlsym(RTLD_DEFAULT, "ompi_mpi_comm_world") != NULL ||
+                   pl_mpi_sym("ompi_mpi_comm_world") != NULL;
+    if (foreign)
+        psi_log(PSI_LOG_INFO, "MPI: Open MPI ABI; MPI calls pass through untouched");
+    atomic_store_explicit(&pl_mpi_abi, foreign ? 2 : 1, memory_order_release);
+}
+
+bool pl_mpi_foreign(void)
+{
+    int abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
+    if (!abi) {
+        pthread_once(&pl_mpi_abi_once, pl_mpi_abi_detect);
+        abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
+    }
+    return abi == 2;
+}
+
+/* ---- shared state: the stash, matched-message handles, requests ----------- */
+
+static pthread_mutex_t pl_mpi_lock = PTHREAD_MUTEX_INITIALIZER;
+static pl_mpi_stash pl_mpi_q;           /* probed messages, in match order */
+static pl_mpi_stash pl_mpi_matched;     /* Mprobe'd, owned by a handle of ours */
+static atomic_uint pl_mpi_nq;           /* pl_mpi_q.n, read without the lock */
+static uint32_t pl_mpi_next_handle;
+
+#define PL_REQ_BUCKETS 256
+static pl_mpi_req *pl_mpi_reqs[PL_REQ_BUCKETS];
+static atomic_uint pl_mpi_nreq;
+
+bool pl_mpi_have_reqs(void)
+{
+    return atomic_load_explicit(&pl_mpi_nreq, memory_order_acquire) != 0;
+}
+
+static unsigned pl_req_bucket(MPI_Request h)
+{
+    return ((unsigned)h * 2654435761u) >> 24 & (PL_REQ_BUCKETS - 1);
+}
+
+void pl_mpi_req_add(pl_mpi_req *r)
+{
+    pthread_mutex_lock(&pl_mpi_lock);
+    unsigned b = pl_req_bucket(r->h);
+    r->next = pl_mpi_reqs[b];
+    pl_mpi_reqs[b] = r;
+    atomic_fetch_add(&pl_mpi_nreq, 1);
+    pthread_mutex_unlock(&pl_mpi_lock);
+}
+
+/* The entry of h, unlinked unless persistent (`all`: unlink those too). */
+static pl_mpi_req *pl_req_take(MPI_Request h, bool all)
+{
+    if (!pl_mpi_have_reqs() || h == MPI_REQUEST_NULL)
+        return NULL;
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_req **pp = &pl_mpi_reqs[pl_req_bucket(h)], *r;
+    while ((r = *pp) && r->h != h)
+        pp = &r->next;
+    if (r && (all || !r->persistent)) {
+        *pp = r->next;
+        atomic_fetch_sub(&pl_mpi_nreq, 1);
+    }
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return r;
+}
+
+pl_mpi_pat pl_mpi_pat_of(MPI_Comm comm, int source, int tag)
+{
+    return (pl_mpi_pat){.comm = (uint64_t)(uint32_t)comm, .source = source, .tag = tag,
+                        .any_source = source == MPI_ANY_SOURCE, .any_tag = tag == MPI_ANY_TAG};
+}
+
+/* The oldest stashed message a receive of (source, tag, comm) matches. */
+pl_mpi_ent *pl_mpi_q_take(MPI_Comm comm, int source, int tag)
+{
+    if (atomic_load_explicit(&pl_mpi_nq, memory_order_acquire) == 0 ||
+        source == MPI_PROC_NULL)
+        return NULL;
+    pl_mpi_pat p = pl_mpi_pat_of(comm, source, tag);
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_ent *e = pl_mpi_stash_take(&pl_mpi_q, &p);
+    atomic_store(&pl_mpi_nq, (unsigned)pl_mpi_q.n);
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return e;
+}
+
+/* A probed message joins the stash, after every earlier one. */
+void pl_mpi_q_push(pl_mpi_ent *e)
+{
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_stash_push(&pl_mpi_q, e);
+    atomic_store(&pl_mpi_nq, (unsigned)pl_mpi_q.n);
+    pthread_mutex_unlock(&pl_mpi_lock);
+}
+
+bool pl_mpi_q_probe(MPI_Comm comm, int source, int tag, MPI_Status *st)
+{
+    if (atomic_load_explicit(&pl_mpi_nq, memory_order_acquire) == 0 ||
+        source == MPI_PROC_NULL)
+        return false;
+    pl_mpi_pat p = pl_mpi_pat_of(comm, source, tag);
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_ent *e = pl_mpi_stash_peek(&pl_mpi_q, &p);
+    if (e) {
+        memset(st, 0, sizeof *st);
+        pl_mpi_status_set(st, e->source, e->tag, pl_mpi_ent_bytes(e));
+    }
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return e != NULL;
+}
+
+/* ---- datatypes ------------------------------------------------------------ */
+
+/* Named types whose elements abut in memory: the payload is the buffer.
+ * Derived types, and named pair types with padding (MPI_DOUBLE_INT), go
+ * through MPI_Pack/MPI_Unpack. */
+bool pl_mpi_contiguous(MPI_Datatype type, MPI_Count size)
+{
+    int ni, na, nt, comb;
+    MPI_Count lb, extent;
+    if (R(Type_get_envelope)(type, &ni, &na, &nt, &comb) != MPI_SUCCESS ||
+        comb != MPI_COMBINER_NAMED)
+        return false;
+    return R(Type_get_extent_x)(type, &lb, &extent) == MPI_SUCCESS && lb == 0 &&
+           extent == size;
+}
+
+/* Packed bytes of (count, type), 0 if unknown, empty or not representable. */
+uint64_t pl_mpi_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size)
+{
+    MPI_Count s = 0;
+    if (count <= 0 || R(Type_size_x)(type, &s) != MPI_SUCCESS || s <= 0 ||
+        s == MPI_UNDEFINED || count > INT64_MAX / s)
+        return 0;
+    if (size)
+        *size = s;
+    return (uint64_t)count * (uint64_t)s;
+}
+
+/* Every receive asks this: read MPICH's status fields (a byte count in
+ * count_lo and the upper bits of count_hi_and_cancelled, above the
+ * cancelled bit) rather than pay a library call. */
+uint64_t pl_mpi_status_bytes(const MPI_Status *st)
+{
+    return (uint64_t)(uint32_t)st->count_lo |
+           (uint64_t)((uint32_t)st->count_hi_and_cancelled >> 1) << 32;
+}
+
+void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes)
+{
+    st->MPI_SOURCE = source;
+    st->MPI_TAG = tag;
+    R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)bytes);
+    R(Status_set_cancelled)(st, 0);
+}
+
+/* Calls the communicator's error handler, as MPI does for its own errors
+ * (the default handler aborts the job), and returns code. */
+int pl_mpi_error(MPI_Comm comm, int code)
+{
+    R(Comm_call_errhandler)(comm, code);
+    return code;
+}
+
+double pl_mpi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Writes n packed bytes into (buf, count, type). Sets *written to what
+ * landed; MPI_ERR_TRUNCATE if the buffer holds less than n, as MPI would. */
+static int pl_unpack(const void *src, uint64_t n, void *buf, MPI_Count count,
+                     MPI_Datatype type, MPI_Comm comm, uint64_t *written)
+{
+    MPI_Count size = 0;
+    uint64_t cap = pl_mpi_bytes(count, type, &size);
+    uint64_t take = n < cap ? n : cap;
+    *written = 0;
+    if (take == 0)
+        return n > cap ? MPI_ERR_TRUNCATE : MPI_SUCCESS;
+    if (pl_mpi_contiguous(type, size)) {
+        memcpy(buf, src, take);
+    } else {
+        /* Whole elements only: a payload that ends inside an element came
+         * from a sender whose type signature differs (docs/mpi.md). */
+        MPI_Count full = (MPI_Count)(take / (uint64_t)size), pos = 0;
+        take = (uint64_t)full * (uint64_t)size;
+        if (full > 0 && R(Unpack_c)(src, (MPI_Count)take, &pos, buf, full, type, comm) !=
+                            MPI_SUCCESS)
+            return MPI_ERR_OTHER;
+    }
+    *written = take;
+    return n > cap ? MPI_ERR_TRUNCATE : MPI_SUCCESS;
+}
+
+/* Resolves a token into (buf, count, type) and sets the status size. */
+int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Datatype type,
+                            MPI_Comm comm, MPI_Status *st)
+{
+    psi_obj obj;
+    psi_err err = {0};
+    double t0 = pl_mpi_now();
+    if (pl_store_resolve(&m->tok, &obj, &err) != 0) {
+        PSI_STAT_ADD(errors, 1);
+        psi_log(PSI_LOG_ERROR, "MPI receive: token for %llu bytes not resolved: %s",
+                (unsigned long long)m->bytes, err.msg);
+        return MPI_ERR_OTHER;
+    }
+    uint64_t written = 0;
+    int rc = pl_unpack(obj.data, obj.len, buf, count, type, comm, &written);
+    psi_obj_release(&obj);
+    PSI_STAT_ADD(get_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
+    PSI_STAT_ADD(tokens_resolved, 1);
+    PSI_STAT_ADD(bytes_resolved, written);
+    psi_log(PSI_LOG_DEBUG, "MPI receive: resolved token %s (%llu bytes)", m->tok.key,
+            (unsigned long long)m->bytes);
+    R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)(rc == MPI_SUCCESS ? m->bytes : written));
+    return rc;
+}
+
+/* Delivers a stashed message and fills st; frees e. */
+int pl_mpi_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
+                          MPI_Comm comm, MPI_Status *st)
+{
+    int rc;
+    pl_mpi_status_set(st, e->source, e->tag, pl_mpi_ent_bytes(e));
+    if (e->is_token) {
+        rc = pl_mpi_deliver_token(&e->msg, buf, count, type, comm, st);
+    } else {
+        uint64_t written;
+        rc = pl_unpack(e->big ? e->big : e->raw, pl_mpi_ent_bytes(e), buf, count, type, comm,
+                       &written);
+        if (rc != MPI_SUCCESS)
+            R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)written);
+    }
+    pl_mpi_ent_free(e);
+    return rc;
+}
+
+/* The first PL_MPI_MSG_LEN bytes a receive put into (buf, count, type), or
+ * NULL. For a derived type they are packed into tmp (whole elements). */
+static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype type,
+                              MPI_Comm comm, uint8_t **tmp)
+{
+    MPI_Count size = 0;
+    uint64_t cap = pl_mpi_bytes(count, type, &size);
+    *tmp = NULL;
+    if (cap < PL_MPI_MSG_LEN)
+        return NULL;
+    if (pl_mpi_contiguous(type, size))
+        return buf;
+    MPI_Count k = (MPI_Count)((PL_MPI_MSG_LEN + (uint64_t)size - 1) / (uint64_t)size), pos = 0;
+    *tmp = malloc((size_t)k * (size_t)size);
+    if (!*tmp || R(Pack_c)(buf, k, type, *tmp, k * size, &pos, comm) != MPI_SUCCESS) {
+        free(*tmp);
+        *tmp = NULL;
+        return NULL;
+    }
+    return *tmp;
+}
+
+/* After a real receive into (buf, count, type) completed with st: if it
+ * brought a token, resolve it. Returns an MPI error code (not yet reported
+ * to the error handler). by_content: the status's size cannot be trusted
+ * (MPICH 4.0's MPI_Isendrecv leaves it stale), so only the bytes decide:
+ * magic, checksum and token must all hold. */
+int pl_mpi_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+                           MPI_Status *st, bool by_content)
+{
+    MPI_Count n = PL_MPI_MSG_LEN;
+    if (!by_content && (n = pl_mpi_status_bytes(st)) != PL_MPI_MSG_LEN)
+        return MPI_SUCCESS;
+    uint8_t *tmp;
+    const uint8_t *p = pl_peek(buf, count, type, comm, &tmp);
+    pl_mpi_msg m;
+    psi_err err = {0};
+    bool token = p && pl_mpi_msg_is(p, (uint64_t)n) && pl_mpi_msg_decode(p, &m, &err) == 0 &&
+                 m.kind == PL_MPI_TOKEN;
+    if (p && !token && pl_mpi_msg_is(p, (uint64_t)n))
+        psi_log(PSI_LOG_DEBUG, "MPI receive: %d bytes with our magic taken as data: %s",
+                PL_MPI_MSG_LEN, err.msg);
+    free(tmp);
+    return token ? pl_mpi_deliver_token(&m, buf, count, type, comm, st) : MPI_SUCCESS;
+}
+
+int pl_mpi_after_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+                         MPI_Status *st)
+{
+    return pl_mpi_after_recv_x(buf, count, type, comm, st, false);
+}
+
+/* ---- requests completed at once (generalized requests) -------------------
+ *
+ * A nonblocking receive or matched receive served from the stash is done
+ * before it returns; MPI still needs a request of its own, unique, that
+ * reports our status: a generalized request, completed immediately. */
+
+typedef struct pl_done {
+    int source, tag, err;
+    uint64_t bytes;
+} pl_done;
+
+static int pl_done_query(void *extra, MPI_Status *st)
+{
+    pl_done *d = extra;
+    pl_mpi_status_set(st, d->source, d->tag, d->bytes);
+    st->MPI_ERROR = d->err;
+    return d->err;
+}
+
+static int pl_done_free(void *extra)
+{
+    free(extra);
+    return MPI_SUCCESS;
+}
+
+static int pl_done_cancel(void *extra, int complete)
+{
+    (void)extra;
+    (void)complete;
+    return MPI_SUCCESS;
+}
+
+/* Delivers e into (buf, count, type) now and makes *req a completed
+ * request reporting it. */
+int pl_mpi_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype type,
+                           MPI_Comm comm, MPI_Request *req)
+{
+    pl_done *d = malloc(sizeof *d);
+    if (!d) {
+        pl_mpi_ent_free(e);
+        return pl_mpi_error(comm, MPI_ERR_NO_MEM);
+    }
+    MPI_Status st;
+    memset(&st, 0, sizeof st);
+    d->err = pl_mpi_deliver_ent(e, buf, count, type, comm, &st);
+    d->source = st.MPI_SOURCE;
+    d->tag = st.MPI_TAG;
+    MPI_Count n = 0;
+    R(Get_elements_x)(&st, MPI_BYTE, &n);
+    d->bytes = (uint64_t)n;
+    int rc = R(Grequest_start)(pl_done_query, pl_done_free, pl_done_cancel, d, req);
+    if (rc != MPI_SUCCESS) {
+        free(d);
+        return rc;
+    }
+    return R(Grequest_complete)(*req);
+}
+
+void pl_mpi_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm comm,
+                          MPI_Request h, bool persistent)
+{
+    /* A buffer smaller than a token message cannot take one; a token sent
+     * to it truncates, as the real payload would have. */
+    if (pl_mpi_bytes(count, type, NULL) < PL_MPI_MSG_LEN)
+        return;
+    pl_mpi_req *r = malloc(sizeof *r);
+    if (!r) {
+        psi_log(PSI_LOG_ERROR, "MPI receive: out of memory; a token it gets stays unresolved");
+        return;
+    }
+    *r = (pl_mpi_req){.h = h, .kind = PL_REQ_RECV, .persistent = persistent, .buf = buf,
+                      .count = count, .type = type, .comm = comm};
+    pl_mpi_req_add(r);
+}
+
+pl_mpi_req *pl_mpi_req_claim(MPI_Request h)
+{
+    return pl_req_take(h, true);
+}
+
+int pl_mpi_req_finish(pl_mpi_req *r, MPI_Status *st)
+{
+    int rc = MPI_SUCCESS, cancelled = 0;
+    if (r->ent) {
+        rc = pl_mpi_deliver_ent(r->ent, r->buf, r->count, r->type, r->comm, st);
+        r->ent = NULL;
+    } else if (r->kind == PL_REQ_RECV) {
+        R(Test_cancelled)(st, &cancelled);
+        if (!cancelled && (r->by_content || st->MPI_SOURCE != MPI_PROC_NULL))
+            rc = pl_mpi_after_recv_x(r->buf, r->count, r->type, r->comm, st, r->by_content);
+    }
+    if (rc != MPI_SUCCESS)
+        pl_mpi_error(r->comm, rc);
+    /* A cancelled proxied send leaves its object to the TTL and `psi gc`. */
+    if (r->persistent)
+        pl_mpi_req_add(r);
+    else
+        free(r);
+    return rc;
+}
+
+void pl_mpi_req_drop(pl_mpi_req *r)
+{
+    if (r->persistent) {
+        pl_mpi_req_add(r);
+        return;
+    }
+    /* MPI may still be sending the token message from r->msg: it must
+     * outlive the request, which nobody will complete. Kept, on purpose
+     * (docs/mpi.md: about 330 bytes per freed proxied send). */
+    if (r->msg_live)
+        return;
+    pl_mpi_ent_free(r->ent);
+    free(r);
+}
+
+int pl_mpi_cancel(MPI_Request *req)
+{
+    /* Nothing of ours: a cancelled receive completes with no data, and
+     * completion looks at the status before any token. */
+    return pl_mpi_bind() ? R(Cancel)(req) : MPI_ERR_INTERN;
+}
+
+int pl_mpi_request_free(MPI_Request *req)
+{
+    if (!pl_mpi_bind())
+        return MPI_ERR_INTERN;
+    /* Out of the table first: once MPI frees the handle, another thread's
+     * new request may get the same value. */
+    pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
+    int rc = R(Request_free)(req);
+    if (r && rc != MPI_SUCCESS) {
+        pl_mpi_req_add(r);
+        return rc;
+    }
+    if (r) {
+        r->persistent = false;
+        pl_mpi_req_drop(r);
+    }
+    return rc;
+}
+
+/* A handle of ours for a message we had to receive (pl_mpi_msg.h). */
+MPI_Message pl_mpi_matched_handle(pl_mpi_ent *e)
+{
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_next_handle = (pl_mpi_next_handle + 1) & ~PL_MPI_FAKE_MASK;
+    uint32_t h = PL_MPI_FAKE_BASE | pl_mpi_next_handle;
+    e->handle = h;
+    pl_mpi_stash_push(&pl_mpi_matched, e);
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return (MPI_Message)h;
+}
+
+pl_mpi_ent *pl_mpi_matched_take(MPI_Message m)
+{
+    pthread_mutex_lock(&pl_mpi_lock);
+    pl_mpi_ent *prev = NULL, *e;
+    for (e = pl_mpi_matched.head; e && e->handle != (uint32_t)m; prev = e, e = e->next)
+        ;
+    if (e) {
+        if (prev)
+            prev->next = e->next;
+        else
+            pl_mpi_matched.head = e->next;
+        if (pl_mpi_matched.tail == e)
+            pl_mpi_matched.tail = prev;
+        pl_mpi_matched.n--;
+    }
+    pthread_mutex_unlock(&pl_mpi_lock);
+    return e;
+}
+
+#endif /* PL_HAVE_MPI */

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# MPI benchmark (docs/mpi.md), printed as markdown tables, plain MPICH and
+# preloaded in the same run (the whole mpiexec command preloaded):
+#  1. ping-pong bandwidth between 2 ranks, 64 KiB .. 256 MiB (MB/s, the
+#     better of PSI_BENCH_REPS runs).
+#  2. fan-out: rank 0 sends one 64 MiB buffer to each of 3 other ranks
+#     (seconds per fan-out), REPS rounds.
+#  3. 64-byte ping-pong latency (what the wrappers cost a small message).
+# The store is a file store in /dev/shm (PSI_STORE), default threshold
+# 1 MiB unless PSI_THRESHOLD is set.
+#
+#   tests/bench/mpi.sh            (PSI_BENCH_REPS: runs per case, default 3)
+set -euo pipefail
+unset LD_PRELOAD
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+LIB=${PSI_TEST_LIB:-$ROOT/build/libpsinterpose.so}
+REPS=${PSI_BENCH_REPS:-3}
+SIZES="65536 262144 1048576 4194304 16777216 67108864 268435456"
+FAN=$((64 * 1024 * 1024))
+
+[[ -f $LIB ]] || { echo "bench: $LIB does not exist: run 'make all' first" >&2; exit 1; }
+if ! command -v mpicc >/dev/null || ! command -v mpiexec >/dev/null; then
+    echo "bench: mpicc/mpiexec not found (Debian: mpich libmpich-dev)" >&2
+    exit 1
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-mpibench.XXXXXX")
+store=$(mktemp -d /dev/shm/psi-mpibench.XXXXXX)
+trap 'rm -rf "$tmp" "$store"' EXIT
+export PSI_RUNTIME_DIR=$tmp/run
+BIN=$tmp/mpi_bench
+mpicc -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/mpi_bench.c"
+
+# run CASE ARGS...: one mpiexec; CASE plain | preload.
+run() {
+    local case=$1 np=$2
+    shift 2
+    if [[ $case == plain ]]; then
+        mpiexec -n "$np" "$BIN" "$@"
+    else
+        env LD_PRELOAD="$LIB" PSI_STORE="file://$store" PSI_STATS="$tmp/$case.stats" \
+            mpiexec -n "$np" "$BIN" "$@"
+    fi
+}
+
+# best FILE SIZE COL max|min: the best value for SIZE over the runs in FILE.
+best() {
+    awk -v s="$2" -v how="$3" '$2 == s { if (b == "" || (how == "max" ? $3 > b : $3 < b)) b = $3 }
+        END { print b }' "$1"
+}
+
+for ((r = 0; r < REPS; r++)); do
+    for c in plain preload; do
+        # shellcheck disable=SC2086
+        run "$c" 2 pingpong $SIZES >>"$tmp/pp.$c"
+        run "$c" 4 fanout "$FAN" 5 >>"$tmp/fan.$c"
+        run "$c" 2 latency 64 100000 >>"$tmp/lat.$c"
+    done
+done
+
+human() {
+    local b=$1
+    if ((b >= 1048576)); then echo "$((b / 1048576)) MiB"; else echo "$((b / 1024)) KiB"; fi
+}
+
+echo "### MPI ping-pong bandwidth (MB/s, best of $REPS; threshold ${PSI_THRESHOLD:-1 MiB})"
+echo
+echo "| size | plain MPICH | preloaded | preloaded / plain |"
+echo "|---:|---:|---:|---:|"
+for s in $SIZES; do
+    p=$(best "$tmp/pp.plain" "$s" max)
+    q=$(best "$tmp/pp.preload" "$s" max)
+    printf '| %s | %s | %s | %s |\n' "$(human "$s")" "$p" "$q" "$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.2f", a / b }')"
+done
+echo
+echo "### Fan-out: one 64 MiB buffer from rank 0 to 3 ranks (s per fan-out, best of $REPS)"
+echo
+echo "| plain MPICH | preloaded | plain / preloaded (speed-up) |"
+echo "|---:|---:|---:|"
+p=$(best "$tmp/fan.plain" "$FAN" min)
+q=$(best "$tmp/fan.preload" "$FAN" min)
+printf '| %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$p" -v b="$q" 'BEGIN { printf "%.2f", a / b }')"
+echo
+echo "### 64-byte ping-pong latency (µs per round trip, best of $REPS)"
+echo
+echo "| plain MPICH | preloaded | preloaded / plain |"
+echo "|---:|---:|---:|"
+p=$(best "$tmp/lat.plain" 64 min)
+q=$(best "$tmp/lat.preload" 64 min)
+printf '| %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.3f", a / b }')"
+echo
+left=$(find "$store" -type f | wc -l)
+echo "store files left after the runs: $left; tokens sent (preloaded, all runs): $(
+    awk -F'"tokens_sent":' 'NF > 1 { split($2, a, ","); t += a[1] } END { print t + 0 }' "$tmp/preload.stats")"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# A program of another MPI ABI (a stand-in for Open MPI, whose handles are
+# 64-bit pointers: mpi/fake_ompi.c) runs preloaded: every hooked call
+# reaches its own library with every argument bit intact (MPI_Send,
+# PMPI_Send, a 12-argument MPI_Sendrecv with stack arguments, MPI_Waitall,
+# MPI_Bcast_c), and nothing is proxied.
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+
+cc -O1 -Wall -Wextra -Werror -Wno-unused-parameter -shared -fPIC -o libfakempi.so "$HERE/mpi/fake_ompi.c" ||
+    fail "cannot build the fake MPI library"
+cc -O1 -Wall -Wextra -Werror -o foreign_prog "$HERE/mpi/foreign_prog.c" -L. -lfakempi \
+    -Wl,-rpath,"$TEST_TMP" || fail "cannot build foreign_prog"
+
+want="101 102 103 104 105"
+got=$(./foreign_prog)
+[[ $got == "$want" ]] || fail "without preload: '$got', expected '$want'"
+got=$(preload env PSI_THRESHOLD=1 PSI_STATS="$TEST_TMP/foreign.stats" ./foreign_prog 2>foreign.err)
+[[ $got == "$want" ]] || fail "preloaded: '$got', expected '$want' ($(cat foreign.err))"
+expect_stat foreign.stats tokens_sent -eq 0 "foreign ABI"
+log "ok another MPI ABI passes through bit for bit"
