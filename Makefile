@@ -131,8 +131,12 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo/demo.sh
 
+# Benchmarks print markdown tables (docs/performance.md); not part of test.
 bench: all
 	@tests/bench/run.sh
+	@tests/bench/stores.sh file:// "shm://" zmq://
+	@tests/bench/zmq.sh
+	@tests/bench/mpi.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin

@@ -6,7 +6,8 @@
 #  2. fan-out: rank 0 sends one 64 MiB buffer to each of 3 other ranks
 #     (seconds per fan-out), REPS rounds.
 #  3. 64-byte ping-pong latency (what the wrappers cost a small message).
-# The store is a file store in /dev/shm (PSI_STORE), default threshold
+# Preloaded twice: through the file store in /dev/shm and through the shm
+# pool (PSI_STORE=shm://, warm after the first run); default threshold
 # 1 MiB unless PSI_THRESHOLD is set.
 #
 #   tests/bench/mpi.sh            (PSI_BENCH_REPS: runs per case, default 3)
@@ -27,7 +28,8 @@ if ! command -v mpicc >/dev/null || ! command -v mpiexec >/dev/null; then
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-mpibench.XXXXXX")
 store=$(mktemp -d /dev/shm/psi-mpibench.XXXXXX)
-trap 'rm -rf "$tmp" "$store"' EXIT
+pool=/dev/shm/psi-mpibench-pool-$$
+trap 'rm -rf "$tmp" "$store" "$pool"' EXIT
 export PSI_RUNTIME_DIR=$tmp/run
 BIN=$tmp/mpi_bench
 mpicc -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/mpi_bench.c"
@@ -38,6 +40,9 @@ run() {
     shift 2
     if [[ $case == plain ]]; then
         mpiexec -n "$np" "$BIN" "$@"
+    elif [[ $case == shm ]]; then
+        env LD_PRELOAD="$LIB" PSI_STORE="shm://$pool" PSI_STATS="$tmp/$case.stats" \
+            mpiexec -n "$np" "$BIN" "$@"
     else
         env LD_PRELOAD="$LIB" PSI_STORE="file://$store" PSI_STATS="$tmp/$case.stats" \
             mpiexec -n "$np" "$BIN" "$@"
@@ -51,7 +56,7 @@ best() {
 }
 
 for ((r = 0; r < REPS; r++)); do
-    for c in plain preload; do
+    for c in plain preload shm; do
         # shellcheck disable=SC2086
         run "$c" 2 pingpong $SIZES >>"$tmp/pp.$c"
         run "$c" 4 fanout "$FAN" 5 >>"$tmp/fan.$c"
@@ -66,21 +71,26 @@ human() {
 
 echo "### MPI ping-pong bandwidth (MB/s, best of $REPS; threshold ${PSI_THRESHOLD:-1 MiB})"
 echo
-echo "| size | plain MPICH | preloaded | preloaded / plain |"
-echo "|---:|---:|---:|---:|"
+echo "| size | plain MPICH | preloaded, file store | / plain | preloaded, shm pool | / plain |"
+echo "|---:|---:|---:|---:|---:|---:|"
 for s in $SIZES; do
     p=$(best "$tmp/pp.plain" "$s" max)
     q=$(best "$tmp/pp.preload" "$s" max)
-    printf '| %s | %s | %s | %s |\n' "$(human "$s")" "$p" "$q" "$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.2f", a / b }')"
+    m=$(best "$tmp/pp.shm" "$s" max)
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$(human "$s")" "$p" "$q" \
+        "$(awk -v a="$q" -v b="$p" 'BEGIN { printf "%.2f", a / b }')" "$m" \
+        "$(awk -v a="$m" -v b="$p" 'BEGIN { printf "%.2f", a / b }')"
 done
 echo
 echo "### Fan-out: one 64 MiB buffer from rank 0 to 3 ranks (s per fan-out, best of $REPS)"
 echo
-echo "| plain MPICH | preloaded | plain / preloaded (speed-up) |"
-echo "|---:|---:|---:|"
+echo "| plain MPICH | file store | speed-up | shm pool | speed-up |"
+echo "|---:|---:|---:|---:|---:|"
 p=$(best "$tmp/fan.plain" "$FAN" min)
 q=$(best "$tmp/fan.preload" "$FAN" min)
-printf '| %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$p" -v b="$q" 'BEGIN { printf "%.2f", a / b }')"
+m=$(best "$tmp/fan.shm" "$FAN" min)
+printf '| %s | %s | %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$p" -v b="$q" 'BEGIN { printf "%.2f", a / b }')" \
+    "$m" "$(awk -v a="$p" -v b="$m" 'BEGIN { printf "%.2f", a / b }')"
 echo
 echo "### 64-byte ping-pong latency (µs per round trip, best of $REPS)"
 echo
