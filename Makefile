@@ -134,7 +134,7 @@ demo: deps
 # Benchmarks print markdown tables (docs/performance.md); not part of test.
 bench: all
 	@tests/bench/run.sh
-	@tests/bench/stores.sh file:// "shm://" zmq://
+	@PSI_STORE_SERVER_BIN=$(B)/psi tests/bench/stores.sh "file:///dev/shm/psi-bench-file" "shm://" "zmq://"
 	@tests/bench/zmq.sh
 	@tests/bench/mpi.sh
 
