@@ -136,5 +136,6 @@ const psi_store_ops *psi_store_ops_by_id(uint8_t id);
 const psi_store_ops *psi_store_ops_by_scheme(const char *scheme, size_t len);
 
 extern const psi_store_ops psi_store_file_ops;
+extern const psi_store_ops psi_store_redis_ops;
 
 #endif
