@@ -25,6 +25,30 @@ start_redis() {
     fail "redis-server $name on port $port does not answer PING"
 }
 
+# cluster_port: a free port P whose cluster bus port P+10000 is free too.
+cluster_port() {
+    "$PY" - <<'PY'
+import socket
+for _ in range(200):
+    a = socket.socket()
+    a.bind(("127.0.0.1", 0))
+    p = a.getsockname()[1]
+    if p + 10000 > 65535:
+        a.close()
+        continue
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        a.close()
+        continue
+    b.close()
+    a.close()
+    print(p)
+    break
+PY
+}
+
 # stop_redis PID: kills it (no SHUTDOWN: no save) and waits.
 stop_redis() {
     kill -9 "$1" 2>/dev/null || true
