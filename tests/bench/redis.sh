@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Redis connector throughput (docs/store-redis.md), as a markdown table:
+# our put and resolve (tests/bench/redisbench.c: psi_store_put, then
+# psi_store_resolve = GET + xxh3 check + release) against redis-benchmark's
+# SET and GET (-c 1 -P 1: one connection, no pipelining, as we run) at the
+# same value sizes, on one redis-server started here (persistence off).
+# ratio = redis-benchmark ops/s / ours (1.0 = as fast; target <= 1.2).
+#
+#   tests/bench/redis.sh      (PSI_BENCH_REDIS_SIZES="65536:2000 ..." to
+#                              choose SIZE:COUNT pairs; needs make all)
+set -euo pipefail
+unset LD_PRELOAD
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SIZES=${PSI_BENCH_REDIS_SIZES:-"65536:2000 1048576:300 16777216:30 67108864:8"}
+PY=$(python3 -c 'import sys; print(sys.executable)')
+
+for c in redis-server redis-benchmark redis-cli; do
+    command -v "$c" >/dev/null || { echo "bench: $c is not installed (make deps)" >&2; exit 1; }
+done
+[[ -f $ROOT/build/libpsicore.a ]] || { echo "bench: run 'make all' first" >&2; exit 1; }
+BIN=$ROOT/build/bench/redisbench
+mkdir -p "$ROOT/build/bench"
+cc -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$ROOT/store" -I"$ROOT/policy" -o "$BIN" \
+    "$HERE/redisbench.c" "$ROOT/build/libpsicore.a" -lxxhash -ldl -lpthread -lm
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-bench-redis.XXXXXX")
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
+    --logfile "$tmp/log" >/dev/null 2>&1 &
+rpid=$!
+trap 'kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; rm -rf "$tmp"' EXIT
+for ((i = 0; i < 500; i++)); do
+    [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]] && break
+    sleep 0.01
+done
+
+# rb TEST SIZE COUNT: redis-benchmark's requests per second.
+rb() {
+    redis-benchmark -p "$port" -t "$1" -d "$2" -n "$3" -c 1 -P 1 --csv 2>/dev/null |
+        awk -F, -v t="\"${1^^}\"" '$1 == t { gsub(/"/, "", $2); print $2 }'
+}
+
+human() {
+    local n=$1
+    if ((n >= 1048576)); then echo "$((n / 1048576)) MiB"; else echo "$((n / 1024)) KiB"; fi
+}
+
+echo "| value size | op | redis-benchmark ops/s | psi connector ops/s | MiB/s (psi) | ratio |"
+echo "|---|---|---|---|---|---|"
+for pair in $SIZES; do
+    sz=${pair%%:*}
+    n=${pair##*:}
+    set_rps=$(rb set "$sz" "$n")
+    get_rps=$(rb get "$sz" "$n")
+    redis-cli -p "$port" FLUSHALL >/dev/null
+    read -r put_rps res_rps < <("$BIN" "redis://127.0.0.1:$port" "$sz" "$n")
+    left=$(redis-cli -p "$port" DBSIZE)
+    ((left == 0)) || echo "bench: $left keys left after resolving every token" >&2
+    for op in set get; do
+        if [[ $op == set ]]; then r=$set_rps o=$put_rps name="SET / put"; else r=$get_rps o=$res_rps name="GET / resolve"; fi
+        "$PY" - "$(human "$sz")" "$name" "$r" "$o" "$sz" <<'PY'
+import sys
+size, name, r, o, sz = sys.argv[1:]
+r, o = float(r or 0), float(o)
+mib = o * int(sz) / 1048576
+ratio = r / o if o else float("inf")
+print(f"| {size} | {name} | {r:.1f} | {o:.1f} | {mib:.0f} | {ratio:.2f} |")
+PY
+    done
+done
