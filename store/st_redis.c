@@ -22,11 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "psi_log.h"
 #include "psi_store.h"
 #include "st_redis.h"
 
@@ -137,6 +140,7 @@ typedef struct rd_node {
     redisContext *ctx;
     size_t max_bulk; /* proto-max-bulk-len, read at connect */
     char sha[3][41]; /* SCRIPT LOAD results, per connection */
+    int pending;     /* replies owed for releases sent without waiting */
 } rd_node;
 
 typedef struct st_redis {
@@ -238,6 +242,7 @@ static int rd_connect(st_redis *s, rd_node *n, psi_err *err)
     if (n->ctx)
         return 0;
     errno = 0;
+    n->pending = 0;
     n->ctx = rd_api.connect(n->host, n->port, rd_tv(s->u.connect_timeout_ms));
     if (!n->ctx) {
         errno = ENOMEM;
@@ -465,15 +470,117 @@ static rd_node *rd_redirect_target(st_redis *s, const redisReply *r)
     return rd_node_for(s, host, atoi(colon + 1));
 }
 
-/* Sends the commands still without a reply to node n as one pipeline;
- * asking: each preceded by ASKING. */
-static int rd_send(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo, bool asking,
-                   psi_err *err)
+/* A transport failure outside hiredis (our own writev). */
+static int rd_sys_fail(rd_node *n, const char *what, int e, psi_err *err)
+{
+    if (e == EAGAIN || e == EWOULDBLOCK)
+        e = ETIMEDOUT;
+    if (e == EPIPE)
+        e = ECONNRESET;
+    if (n->ctx) {
+        rd_api.free_ctx(n->ctx);
+        n->ctx = NULL;
+    }
+    return psi_fail(err, e, "redis %s:%d: %s: %s", n->host, n->port, what,
+                    e == ETIMEDOUT ? "timed out" : strerror(e));
+}
+
+/* The commands in RESP, as iovecs: headers and small arguments are copied
+ * into one scratch buffer, large arguments (payloads) are referenced where
+ * they are. hiredis would format each command into a new buffer and copy it
+ * again into its output buffer: two copies of every payload byte, and page
+ * faults on fresh memory for each large put. */
+#define RD_INLINE_ARG 512
+
+typedef struct rd_out {
+    struct iovec *iov;
+    int niov;
+    char *scratch;
+    size_t used, run; /* scratch bytes written; start of the pending run */
+} rd_out;
+
+static void rd_out_flush(rd_out *o)
+{
+    if (o->used > o->run)
+        o->iov[o->niov++] = (struct iovec){o->scratch + o->run, o->used - o->run};
+    o->run = o->used;
+}
+
+static void rd_out_put(rd_out *o, const char *p, size_t n)
+{
+    if (n > RD_INLINE_ARG) {
+        rd_out_flush(o);
+        o->iov[o->niov++] = (struct iovec){(void *)p, n};
+        return;
+    }
+    memcpy(o->scratch + o->used, p, n);
+    o->used += n;
+}
+
+static void rd_out_cmd(rd_out *o, int argc, const char **argv, const size_t *len)
+{
+    o->used += (size_t)sprintf(o->scratch + o->used, "*%d\r\n", argc);
+    for (int k = 0; k < argc; k++) {
+        size_t n = len ? len[k] : strlen(argv[k]);
+        o->used += (size_t)sprintf(o->scratch + o->used, "$%zu\r\n", n);
+        rd_out_put(o, argv[k], n);
+        memcpy(o->scratch + o->used, "\r\n", 2);
+        o->used += 2;
+    }
+}
+
+static int rd_writev_all(int fd, struct iovec *iov, int niov)
+{
+    int i = 0;
+    while (i < niov) {
+        ssize_t w = writev(fd, iov + i, niov - i > IOV_MAX ? IOV_MAX : niov - i);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w == 0 ? (errno = EPIPE, -1) : -1;
+        size_t left = (size_t)w;
+        while (i < niov && left >= iov[i].iov_len)
+            left -= iov[i++].iov_len;
+        if (i < niov) {
+            iov[i].iov_base = (char *)iov[i].iov_base + left;
+            iov[i].iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* Reads the replies owed for releases sent without waiting (see
+ * st_redis_release); an error among them is logged once: the reference is
+ * then left for the TTL. */
+static int rd_drain(rd_node *n, psi_err *err)
+{
+    static atomic_int warned;
+
+    while (n->pending > 0) {
+        void *r;
+        if (rd_api.get_reply(n->ctx, &r) != REDIS_OK)
+            return rd_io_fail(n, "EVALSHA release", err);
+        n->pending--;
+        const redisReply *x = r;
+        if (x->type == REDIS_REPLY_ERROR)
+            psi_log_once(warned, PSI_LOG_WARN, "redis %s:%d: EVALSHA release: %.*s (the "
+                         "object is left for its TTL)", n->host, n->port,
+                         (int)(x->len > 120 ? 120 : x->len), x->str);
+        rd_api.free_reply(r);
+    }
+    return 0;
+}
+
+/* Writes the commands still without a reply to node n as one pipeline,
+ * each preceded by ASKING if asking. */
+static int rd_write(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo, bool asking,
+                    psi_err *err)
 {
     static const char *ask[] = {"ASKING"};
-    int sent = 0;
+    size_t cap = 0;
+    int nargs = 0;
 
-    if (rd_connect(s, n, err) < 0)
+    if (rd_connect(s, n, err) < 0 || rd_drain(n, err) < 0)
         return -1;
     for (int i = 0; i < nc; i++) {
         if (!todo[i])
@@ -486,12 +593,40 @@ static int rd_send(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo,
             c[i].argv[1] = sha[0] ? sha : rd_scripts[c[i].script];
             c[i].len[1] = strlen(c[i].argv[1]);
         }
-        if (asking && rd_api.append_argv(n->ctx, 1, ask, NULL) != REDIS_OK)
-            return rd_io_fail(n, "ASKING", err);
-        if (rd_api.append_argv(n->ctx, c[i].argc, c[i].argv, c[i].len) != REDIS_OK)
-            return rd_io_fail(n, c[i].argv[0], err);
-        sent++;
+        cap += 48 + 16;
+        for (int k = 0; k < c[i].argc; k++)
+            cap += 24 + 2 + (c[i].len[k] <= RD_INLINE_ARG ? c[i].len[k] : 0);
+        nargs += c[i].argc + 1;
     }
+    rd_out o = {0};
+    o.scratch = malloc(cap);
+    o.iov = malloc(sizeof *o.iov * (size_t)(2 * nargs + 2));
+    if (!o.scratch || !o.iov) {
+        free(o.scratch);
+        free(o.iov);
+        return psi_fail(err, ENOMEM, "redis %s:%d: out of memory", n->host, n->port);
+    }
+    for (int i = 0; i < nc; i++) {
+        if (!todo[i])
+            continue;
+        if (asking)
+            rd_out_cmd(&o, 1, ask, NULL);
+        rd_out_cmd(&o, c[i].argc, c[i].argv, c[i].len);
+    }
+    rd_out_flush(&o);
+    int rc = rd_writev_all(n->ctx->fd, o.iov, o.niov);
+    int e = errno;
+    free(o.scratch);
+    free(o.iov);
+    return rc < 0 ? rd_sys_fail(n, c[0].argv[0], e, err) : 0;
+}
+
+/* rd_write, then the replies. */
+static int rd_send(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo, bool asking,
+                   psi_err *err)
+{
+    if (rd_write(s, n, c, nc, todo, asking, err) < 0)
+        return -1;
     for (int i = 0; i < nc; i++) {
         void *r;
         if (!todo[i])
@@ -506,7 +641,6 @@ static int rd_send(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo,
         c[i].reply = r;
         c[i].node = n;
     }
-    (void)sent;
     return 0;
 }
 
@@ -963,6 +1097,19 @@ static int st_redis_release(psi_store *st, const psi_token *tok, psi_err *err)
     RD_ARG(&c, 3, nm.obj, nm.obj_len);
     RD_ARG(&c, 4, nm.meta, nm.meta_len);
     rd_enter(s);
+    /* Off a Cluster, the reply is not waited for: the reader has its bytes
+     * already, and the round trip would double a small resolve's latency.
+     * The next command on that connection reads it (rd_drain). A Cluster
+     * may answer with a redirect, so there the reply is read. */
+    if (s->topology == 1) {
+        bool todo = true;
+        rd_node *n = rd_home(s, nm.tag, nm.tag_len, err);
+        int rc = n ? rd_write(s, n, &c, 1, &todo, false, err) : -1;
+        if (rc == 0)
+            n->pending++;
+        rd_leave(s);
+        return rc;
+    }
     int rc = rd_exec(s, nm.tag, nm.tag_len, &c, 1, err);
     if (rc == 0) {
         if (c.reply->type != REDIS_REPLY_INTEGER)
@@ -1076,7 +1223,7 @@ static int rd_scan(st_redis *s, const char *pattern, rd_key_fn fn, void *arg, ps
         rd_node *n = nodes[i];
         char cursor[32] = "0";
         do {
-            if (rd_connect(s, n, err) < 0)
+            if (rd_connect(s, n, err) < 0 || rd_drain(n, err) < 0)
                 return -1;
             redisReply *r = RD_CALL(n, "SCAN", cursor, "MATCH", match, "COUNT", "1000");
             if (!r)
