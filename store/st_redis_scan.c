@@ -213,12 +213,8 @@ static int rd_gc_batch(st_redis *s, rd_node *n, redisReply *keys, void *argp, ps
         redisReply *x = rd_call(n, 6, argv, NULL);
         if (!x)
             return rd_io_fail(n, "EVALSHA gc", err);
-        if (x->type == REDIS_REPLY_INTEGER && x->integer > 0) {
-            if (kind == RD_SK_META)
-                r->refs_expired++;
-            else
-                r->tmp_removed++;
-        }
+        if (x->type == REDIS_REPLY_INTEGER && x->integer > 0)
+            r->objects_removed++; /* what was left of one object, all at once */
         rd_api.free_reply(x);
     }
     return 0;
