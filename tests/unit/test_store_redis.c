@@ -541,6 +541,16 @@ static void test_live_chunked(void **state)
     assert_non_null(strstr(err.msg, "#3"));
     psi_store_close(s);
 
+    /* CONFIG refused (renamed away): 512 MiB assumed, so no chunks */
+    server nc;
+    start_server(&nc, "--rename-command CONFIG \"\"");
+    psi_store *s2 = open_url("redis://127.0.0.1:%d", nc.port);
+    put_ok(s2, b, 2 << 20, PSI_LIFE_REFCOUNT, 0, &t2);
+    assert_int_equal(cli_int(&nc, "DBSIZE%s", ""), 2);
+    resolve_same(s2, &t2, b, 2 << 20);
+    psi_store_close(s2);
+    stop_server(&nc);
+
     /* ?chunk= forces smaller chunks on a server that takes large ones */
     s = open_url("redis://127.0.0.1:%d/1?chunk=64K", sv.port);
     put_ok(s, b, 200000, PSI_LIFE_EVICT_ON_READ, 0, &t);
