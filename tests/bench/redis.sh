@@ -11,13 +11,16 @@
 # us) are the like-for-like comparison.
 #
 #   tests/bench/redis.sh      (PSI_BENCH_REDIS_SIZES="65536:2000 ..." to
-#                              choose SIZE:COUNT pairs; needs make all)
+#                              choose SIZE:COUNT pairs, PSI_BENCH_REPS
+#                              repetitions, default 3, medians shown;
+#                              needs make all)
 set -euo pipefail
 unset LD_PRELOAD
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SIZES=${PSI_BENCH_REDIS_SIZES:-"65536:2000 1048576:300 16777216:30 67108864:8"}
+REPS=${PSI_BENCH_REPS:-3}
 PY=$(python3 -c 'import sys; print(sys.executable)')
 
 for c in redis-server redis-benchmark redis-cli; do
@@ -51,19 +54,30 @@ human() {
     if ((n >= 1048576)); then echo "$((n / 1048576)) MiB"; else echo "$((n / 1024)) KiB"; fi
 }
 
+# median of the numbers given as arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
 echo "| value size | op | redis-benchmark ops/s | redis-benchmark -r ops/s | psi connector ops/s | MiB/s (psi) | ratio | ratio -r |"
 echo "|---|---|---|---|---|---|---|---|"
 for pair in $SIZES; do
     sz=${pair%%:*}
     n=${pair##*:}
-    set_rps=$(rb set "$sz" "$n")
-    get_rps=$(rb get "$sz" "$n")
-    redis-cli -p "$port" FLUSHALL >/dev/null
-    rset_rps=$(rb set "$sz" "$n" -r 1000000000)
-    redis-cli -p "$port" FLUSHALL >/dev/null
-    read -r put_rps res_rps < <("$BIN" "redis://127.0.0.1:$port" "$sz" "$n")
-    left=$(redis-cli -p "$port" DBSIZE)
-    ((left == 0)) || echo "bench: $left keys left after resolving every token" >&2
+    S=() G=() RS=() P=() R=()
+    # interleaved repetitions, medians: the machine's load varies
+    for ((rep = 0; rep < REPS; rep++)); do
+        S+=("$(rb set "$sz" "$n")")
+        G+=("$(rb get "$sz" "$n")")
+        redis-cli -p "$port" FLUSHALL >/dev/null
+        RS+=("$(rb set "$sz" "$n" -r 1000000000)")
+        redis-cli -p "$port" FLUSHALL >/dev/null
+        read -r put_rps res_rps < <("$BIN" "redis://127.0.0.1:$port" "$sz" "$n")
+        P+=("$put_rps")
+        R+=("$res_rps")
+        left=$(redis-cli -p "$port" DBSIZE)
+        ((left == 0)) || echo "bench: $left keys left after resolving every token" >&2
+    done
+    set_rps=$(median "${S[@]}") get_rps=$(median "${G[@]}") rset_rps=$(median "${RS[@]}")
+    put_rps=$(median "${P[@]}") res_rps=$(median "${R[@]}")
     for op in set get; do
         if [[ $op == set ]]; then
             r=$set_rps rr=$rset_rps o=$put_rps name="SET / put"
