@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -733,6 +734,88 @@ static void test_live_fork(void **state)
     stop_server(&sv);
 }
 
+/* A server that stops answering: the command times out (ETIMEDOUT, which
+ * the generic layer retries); once it answers again the next call
+ * reconnects and works. */
+static void test_live_timeout(void **state)
+{
+    server sv;
+    psi_token t;
+    psi_err err = {0};
+    psi_obj o;
+    (void)state;
+    LIVE();
+    start_server(&sv, NULL);
+    psi_store *s = open_url("redis://127.0.0.1:%d?timeout_ms=300", sv.port);
+    uint8_t *b = pattern(20000, 8);
+    put_ok(s, b, 20000, PSI_LIFE_REFCOUNT, 0, &t);
+    kill(sv.pid, SIGSTOP);
+    assert_int_equal(s->ops->get(s, &t, &o, &err), -1);
+    kill(sv.pid, SIGCONT);
+    assert_int_equal(err.code, ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "timed out"));
+    assert_true(psi_store_transient(err.code));
+    resolve_same(s, &t, b, 20000);
+    free(b);
+    psi_store_close(s);
+    stop_server(&sv);
+}
+
+/* One handle, several threads: the handle serialises them. */
+typedef struct thr_arg {
+    psi_store *s;
+    unsigned seed;
+    int failures;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    for (int i = 0; i < 30; i++) {
+        size_t n = 1000 + (size_t)(a->seed * 997 + (unsigned)i * 131) % 90000;
+        uint8_t *b = pattern(n, a->seed * 100 + (unsigned)i);
+        psi_token t;
+        psi_obj o;
+        psi_err err = {0};
+        psi_put_opts po = {.lifetime = (uint8_t)(i % 3)};
+        if (psi_store_put(a->s, b, n, &po, &t, &err) < 0 ||
+            psi_store_resolve(a->s, &t, &o, &err) < 0 || o.len != n ||
+            memcmp(o.data, b, n) != 0)
+            a->failures++;
+        else
+            psi_obj_release(&o);
+        free(b);
+    }
+    return NULL;
+}
+
+static void test_live_threads(void **state)
+{
+    server sv;
+    pthread_t th[4];
+    thr_arg a[4];
+    (void)state;
+    LIVE();
+    start_server(&sv, NULL);
+    psi_store *s = open_url("redis://127.0.0.1:%d?chunk=16K", sv.port);
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){s, (unsigned)i + 1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, thr_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].failures, 0);
+    }
+    psi_store_close(s);
+    /* ttl objects stay; nothing else does */
+    char out[64];
+    cli(&sv, NULL, out, "EVAL \"return #redis.call('KEYS', 'psi:{*}')\" 0");
+    long ttl_objs = strtol(out, NULL, 10);
+    cli(&sv, NULL, out, "EVAL \"return #redis.call('KEYS', 'psi:{*-t}')\" 0");
+    assert_int_equal(ttl_objs, strtol(out, NULL, 10));
+    stop_server(&sv);
+}
+
 typedef struct ls_seen {
     int n;
     psi_obj_info o[8];
@@ -843,6 +926,8 @@ int main(void)
         cmocka_unit_test_teardown(test_live_two_servers, teardown_live),
         cmocka_unit_test_teardown(test_live_ls_gc, teardown_live),
         cmocka_unit_test_teardown(test_live_fork, teardown_live),
+        cmocka_unit_test_teardown(test_live_timeout, teardown_live),
+        cmocka_unit_test_teardown(test_live_threads, teardown_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
