@@ -200,6 +200,10 @@ int rd_connect(st_redis *s, rd_node *n, psi_err *err)
         return rd_io_fail(n, "connect", err);
     }
     rd_api.set_timeout(n->ctx, rd_tv(s->u.timeout_ms));
+    /* hiredis frees its read buffer after every reply larger than 16 KiB
+     * and grows it again for the next one: malloc and page-fault churn on
+     * every get. Buffers up to RD_READER_KEEP stay. */
+    n->ctx->reader->maxbuf = RD_READER_KEEP;
 
     if (s->u.has_pass) {
         r = s->u.has_user ? RD_CALL(n, "AUTH", s->u.user, s->u.pass)

@@ -18,6 +18,7 @@
 #define RD_BATCH_BYTES ((size_t)64 << 20)
 #define RD_CHECK_FIRST ((size_t)1 << 20) /* puts this large ask "stored already?" first */
 #define RD_HEX 32
+#define RD_READER_KEEP ((size_t)1 << 20) /* hiredis read buffer kept between replies */
 #define RD_NAME_MAX (ST_REDIS_PREFIX_MAX + PSI_TOKEN_KEY_MAX + 4) /* P{H} */
 
 
