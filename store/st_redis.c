@@ -465,7 +465,7 @@ static void st_redis_close(psi_store *st)
     st_redis *s = (st_redis *)st;
 
     rd_enter(s);
-    rd_drop_all(s, true);
+    rd_drop_all(s);
     rd_leave(s);
     pthread_mutex_destroy(&s->lock);
     rd_free(s);
@@ -479,7 +479,7 @@ static void st_redis_forget(psi_store *st)
     st_redis *s = (st_redis *)st;
 
     PSI_STORE_ENTER();
-    rd_drop_all(s, false);
+    rd_drop_all(s);
     PSI_STORE_LEAVE();
     rd_free(s);
 }

@@ -171,7 +171,7 @@ redisReply *rd_call(rd_node *n, int argc, const char **argv, const size_t *len)
 }
 
 
-static int rd_set_cluster(st_redis *s, rd_node *n, psi_err *err);
+static int rd_load_slots(st_redis *s, rd_node *n, psi_err *err);
 
 /* Connects a node and prepares the connection: AUTH, Cluster detection
  * (once per store), SELECT, proto-max-bulk-len and the scripts. */
@@ -241,7 +241,8 @@ int rd_connect(st_redis *s, rd_node *n, psi_err *err)
                 return psi_fail(err, EINVAL, "redis %s:%d: a Redis Cluster has only "
                                 "database 0, the URL asks for /%d", n->host, n->port, s->u.db);
             }
-            if (rd_set_cluster(s, n, err) < 0)
+            s->topology = 2;
+            if (rd_load_slots(s, n, err) < 0)
                 return -1;
         } else {
             s->topology = 1;
@@ -334,12 +335,6 @@ static int rd_load_slots(st_redis *s, rd_node *n, psi_err *err)
     }
     rd_api.free_reply(r);
     return 0;
-}
-
-static int rd_set_cluster(st_redis *s, rd_node *n, psi_err *err)
-{
-    s->topology = 2;
-    return rd_load_slots(s, n, err);
 }
 
 /* Any connected node, else the URL's servers in turn: for a slot map. */
@@ -657,14 +652,13 @@ int rd_exec(st_redis *s, const char *tag, size_t tlen, rd_cmd *c, int nc, psi_er
 
 /* ---- lock, fork ----------------------------------------------------------- */
 
-void rd_drop_all(st_redis *s, bool talk)
+void rd_drop_all(st_redis *s)
 {
     for (int i = 0; i < s->nnodes; i++)
         if (s->nodes[i].ctx) {
             rd_api.free_ctx(s->nodes[i].ctx); /* closes the fd; sends nothing */
             s->nodes[i].ctx = NULL;
         }
-    (void)talk;
 }
 
 void rd_enter(st_redis *s)
@@ -673,7 +667,7 @@ void rd_enter(st_redis *s)
     PSI_STORE_ENTER();
     /* A forked child never writes to its parent's connections. */
     if (s->pid != getpid()) {
-        rd_drop_all(s, false);
+        rd_drop_all(s);
         s->pid = getpid();
     }
 }

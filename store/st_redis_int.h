@@ -88,7 +88,7 @@ int rd_write(st_redis *s, rd_node *n, rd_cmd *c, int nc, const bool *todo, bool 
 int rd_drain(rd_node *n, psi_err *err);
 int rd_exec(st_redis *s, const char *tag, size_t tlen, rd_cmd *c, int nc, psi_err *err);
 void rd_free_replies(rd_cmd *c, int nc);
-void rd_drop_all(st_redis *s, bool talk);
+void rd_drop_all(st_redis *s);
 void rd_enter(st_redis *s);
 void rd_leave(st_redis *s);
 
