@@ -685,9 +685,19 @@ static void parse_connector(parser *ps)
         return;
     }
     size_t slen = strcspn(url, ":");
-    if (!psi_store_ops_by_scheme(url, slen))
+    const psi_store_ops *ops = psi_store_ops_by_scheme(url, slen);
+    psi_store *probe = NULL;
+    if (!ops) {
         WARN(ps, t[2].col, "connector '%s': %.*s:// connectors are not available in this "
              "build; sends through it will go inline", t[1].text, (int)slen, url);
+    } else if (ops->open(url, &probe, &e) < 0) {
+        /* The connector's own parser: opening connects to nothing and
+         * creates nothing (connectors connect at their first put). */
+        ERR(ps, t[2].col, "connector '%s': %s", t[1].text, e.msg);
+        return;
+    } else {
+        ops->close(probe);
+    }
     pol_connector *c = &p->connectors[p->nconnectors++];
     memcpy(c->name, t[1].text, strlen(t[1].text) + 1); /* name_ok: it fits */
     strcpy(c->url, url);

@@ -30,6 +30,7 @@ static const psi_store_ops *const store_ops[] = {
     &psi_store_file_ops,
     &psi_store_shm_ops,
     &psi_store_zmq_ops,
+    &psi_store_redis_ops,
 };
 
 /* Every connector the protocol knows, indexed by psi_conn_id, so a URL or a

@@ -158,5 +158,6 @@ void psi_store_atfork_child(void);
 extern const psi_store_ops psi_store_file_ops;
 extern const psi_store_ops psi_store_shm_ops;
 extern const psi_store_ops psi_store_zmq_ops; /* st_zmq.c, docs/store-zmq.md */
+extern const psi_store_ops psi_store_redis_ops;
 
 #endif

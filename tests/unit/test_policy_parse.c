@@ -494,8 +494,13 @@ static void test_warnings(void **state)
     assert_int_equal(parse("connector unused file:///u\nrule: => pass\n"), 0);
     has_diag(true, 1, 11, "connector 'unused' is declared but no rule or default uses it");
 
-    assert_int_equal(parse("connector r redis://h:6379\ndefaults connector=r\n"), 0);
-    has_diag(true, 1, 13, "redis:// connectors are not available in this build");
+    /* Every connector of the protocol is in the build: no warning; a URL
+     * its connector refuses is an error at the URL. */
+    assert_int_equal(parse("connector r zmq://127.0.0.1:5555\ndefaults connector=r\n"), 0);
+    assert_int_not_equal(parse("connector r redis://h:notaport\ndefaults connector=r\n"), 0);
+    has_diag(false, 1, 13, "connector 'r': ");
+    assert_int_not_equal(parse("connector r shm://?max=lots\ndefaults connector=r\n"), 0);
+    has_diag(false, 1, 13, "max in");
 
     assert_int_equal(parse("rule n: peer=10.1.2.3/8 => pass\n"), 0);
     has_diag(true, 1, 14, "has host bits set below the prefix; it means 10.0.0.0/8");

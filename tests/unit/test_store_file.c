@@ -832,8 +832,6 @@ static void expect_open_error(const char *url, int code, const char *what)
 
 static void test_open_urls(void **state)
 {
-    expect_open_error("redis://localhost:6379", EINVAL,
-                      "PSI_STORE: connector 'redis' is not available in this build");
     expect_open_error("zmq://host", EINVAL, "no port in");
     expect_open_error("nfs://x/y", EINVAL, "unknown connector 'nfs'");
     expect_open_error("/tmp/dir", EINVAL, "malformed URL");
@@ -893,10 +891,10 @@ static void test_resolve_other_connectors(void **state)
     psi_err err = {0};
     psi_token t = token_with_key("k", 1, 4);
 
-    t.connector = PSI_CONN_REDIS;
+    t.connector = PSI_CONN_ZMQ;
     assert_int_equal(psi_store_resolve(f->s, &t, &obj, &err), -1);
     assert_int_equal(err.code, EIO);
-    expect_msg(&err, "'redis', which is not available");
+    expect_msg(&err, "is not a zmq store key");
     t.connector = 9;
     assert_int_equal(psi_store_resolve(f->s, &t, &obj, &err), -1);
     assert_int_equal(err.code, EIO);
@@ -912,7 +910,9 @@ static void test_resolve_other_connectors(void **state)
 static void test_ops_lookup(void **state)
 {
     assert_ptr_equal(psi_store_ops_by_id(PSI_CONN_FILE), &psi_store_file_ops);
-    assert_null(psi_store_ops_by_id(PSI_CONN_REDIS));
+    assert_ptr_equal(psi_store_ops_by_id(PSI_CONN_REDIS), &psi_store_redis_ops);
+    assert_ptr_equal(psi_store_ops_by_id(PSI_CONN_ZMQ), &psi_store_zmq_ops);
+    assert_ptr_equal(psi_store_ops_by_id(PSI_CONN_SHM), &psi_store_shm_ops);
     assert_null(psi_store_ops_by_id(0));
     assert_ptr_equal(psi_store_ops_by_scheme("file", 4), &psi_store_file_ops);
     assert_ptr_equal(psi_store_ops_by_scheme("file://x", 4), &psi_store_file_ops);
