@@ -3,6 +3,10 @@
 # lib.sh. Servers run in $TEST_TMP/<name>, on loopback, without LD_PRELOAD,
 # and are killed by lib.sh's exit trap (PIDS).
 
+# Every peer in these tests is on this host: without PSI_ROUTE=fixed,
+# same-host payloads would take the shm pool (t_shm.sh tests that routing).
+export PSI_ROUTE=fixed
+
 need redis-server redis-cli
 
 # start_redis NAME PORT [ARGS...]: a redis-server with persistence off
