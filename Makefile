@@ -55,6 +55,12 @@ MPI_CFLAGS := $(shell pkg-config --cflags mpich 2>/dev/null)
 $(B)/obj/preload/pl_mpi.o $(B)/obj/preload/pl_mpi_%.o $(B)/obj/preload/pl_hooks_mpi.o \
 $(B)/san/preload/pl_mpi.o $(B)/san/preload/pl_mpi_%.o $(B)/san/preload/pl_hooks_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 
+# The AVX2 build of xxh3 (store/psi_hash.h): this one file only, called
+# only after the CPU said it has AVX2.
+ifeq ($(shell uname -m),x86_64)
+$(B)/obj/store/psi_hash_avx2.o $(B)/san/store/psi_hash_avx2.o: CPPFLAGS += -mavx2
+endif
+
 $(SAN_CORE) $(SAN_PRELOAD): $(B)/san/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(SAN_FLAGS) $(WARN) $(PICFLAGS) -c $< -o $@

@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "psi_err.h"
 #include "psi_log.h"
@@ -71,11 +70,6 @@ static int scheme_known(const char *scheme, size_t len)
     return 0;
 }
 
-psi_hash128 psi_hash_buf(const void *buf, size_t len)
-{
-    XXH128_hash_t h = XXH3_128bits(buf, len);
-    return (psi_hash128){.lo = h.low64, .hi = h.high64};
-}
 
 /* ---- default directory ---------------------------------------------------- */
 

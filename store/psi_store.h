@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "psi_err.h"
+#include "psi_hash.h"
 #include "psi_token.h"
 
 #define PSI_DEFAULT_TTL 3600 /* seconds: the safety net on every object */
@@ -122,8 +123,7 @@ int psi_store_ref(psi_store *s, const psi_token *tok, psi_token *out, psi_err *e
  * token's reference. Returns 0 or -1 with err (EIO and a clear message). */
 int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err);
 
-/* xxh3-128 of a buffer, in the token's representation. */
-psi_hash128 psi_hash_buf(const void *buf, size_t len);
+/* psi_hash_buf and the streaming hasher: psi_hash.h. */
 
 /* Non-zero while this thread runs connector code: the preload hooks pass
  * the connector's own I/O (hiredis, libzmq sockets) straight through and

@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "psi_err.h"
 #include "psi_store.h"
@@ -258,7 +257,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
  * written while it is still in cache. */
 static int write_hashed(int fd, const void *buf, size_t len, psi_hash128 *sum)
 {
-    XXH3_state_t *st = XXH3_createState();
+    psi_hasher *st = psi_hasher_new();
     const uint8_t *p = buf;
     int rc = 0;
 
@@ -266,18 +265,14 @@ static int write_hashed(int fd, const void *buf, size_t len, psi_hash128 *sum)
         errno = ENOMEM;
         return -1;
     }
-    XXH3_128bits_reset(st);
     while (len > 0 && rc == 0) {
         size_t n = len < ST_CHUNK ? len : ST_CHUNK;
-        XXH3_128bits_update(st, p, n);
+        psi_hasher_update(st, p, n);
         rc = write_all(fd, p, n);
         p += n;
         len -= n;
     }
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    sum->lo = h.low64;
-    sum->hi = h.high64;
+    *sum = psi_hasher_done(st);
     return rc;
 }
 

@@ -40,7 +40,6 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "psi_config.h"
 #include "psi_err.h"
@@ -573,19 +572,16 @@ static void copy_stream(uint8_t *dst, const uint8_t *src, size_t n)
  * hashed, then copied while it is still in cache. */
 static int copy_hashed(uint8_t *dst, const uint8_t *src, size_t len, psi_hash128 *sum)
 {
-    XXH3_state_t *st = XXH3_createState();
+    psi_hasher *st = psi_hasher_new();
     if (!st)
         return -1;
-    XXH3_128bits_reset(st);
     for (size_t off = 0; off < len; off += SHM_CHUNK) {
         size_t n = len - off < SHM_CHUNK ? len - off : SHM_CHUNK;
-        XXH3_128bits_update(st, src + off, n);
+        psi_hasher_update(st, src + off, n);
         copy_stream(dst + off, src + off, n);
     }
     copy_fence(); /* streamed stores are visible before the object is published */
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    *sum = (psi_hash128){.lo = h.low64, .hi = h.high64};
+    *sum = psi_hasher_done(st);
     return 0;
 }
 

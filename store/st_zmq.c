@@ -20,7 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "psi_log.h"
 #include "psi_store.h"
@@ -298,7 +297,7 @@ static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len,
 {
     if (z->msg_init_size(m, len) < 0)
         return -1;
-    XXH3_state_t *st = XXH3_createState();
+    psi_hasher *st = psi_hasher_new();
     if (!st) {
         z->msg_close(m);
         errno = ENOMEM;
@@ -306,16 +305,12 @@ static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len,
     }
     uint8_t *dst = z->msg_data(m);
     const uint8_t *src = buf;
-    XXH3_128bits_reset(st);
     for (size_t off = 0; off < len; off += STZ_CHUNK) {
         size_t n = len - off < STZ_CHUNK ? len - off : STZ_CHUNK;
-        XXH3_128bits_update(st, src + off, n);
+        psi_hasher_update(st, src + off, n);
         memcpy(dst + off, src + off, n);
     }
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    sum->lo = h.low64;
-    sum->hi = h.high64;
+    *sum = psi_hasher_done(st);
     return 0;
 }
 
