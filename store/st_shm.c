@@ -248,8 +248,11 @@ static int path_of(const st_shm *s, const char *name, char path[PATH_MAX])
     return (size_t)snprintf(path, PATH_MAX, "%s/%s", s->dir, name) < PATH_MAX ? 0 : -1;
 }
 
-/* Maps an existing segment, checking it is one of ours. */
-static int seg_map(st_shm *s, const char *name, shm_hdr **out, size_t *len, psi_err *err)
+/* Maps an existing segment, checking it is one of ours: all of it, with its
+ * page tables filled now (a reader or a sender about to use it), or only
+ * its header page (gc and ls look at many segments and use none). */
+static int seg_map(st_shm *s, const char *name, bool whole, shm_hdr **out, size_t *len,
+                   psi_err *err)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -268,7 +271,8 @@ static int seg_map(st_shm *s, const char *name, shm_hdr **out, size_t *len, psi_
         return psi_fail(err, EIO, "shm store: %s is not a psinterpose segment (type, owner "
                         "or size)", path);
     }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+    size_t maplen = whole ? (size_t)st.st_size : SHM_HDR;
+    void *m = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED | (whole ? MAP_POPULATE : 0),
                    fd, 0);
     close(fd);
     if (m == MAP_FAILED)
@@ -276,12 +280,12 @@ static int seg_map(st_shm *s, const char *name, shm_hdr **out, size_t *len, psi_
     shm_hdr *h = m;
     if (memcmp(h->magic, SHM_MAGIC, sizeof h->magic) != 0 ||
         h->capacity + SHM_HDR > (uint64_t)st.st_size) {
-        munmap(m, (size_t)st.st_size);
+        munmap(m, maplen);
         return psi_fail(err, EIO, "shm store: %s is not a psinterpose segment (bad header)",
                         path);
     }
     *out = h;
-    *len = (size_t)st.st_size;
+    *len = maplen;
     return 0;
 }
 
@@ -383,7 +387,7 @@ static void gc_one(st_shm *s, const char *name, int64_t now, bool full, psi_gc_r
     shm_seg *mine = seg_find(s, name);
     if (mine) {
         h = mine->hdr;
-    } else if (seg_map(s, name, &h, &len, &e) < 0) {
+    } else if (seg_map(s, name, false, &h, &len, &e) < 0) {
         /* No header yet: its creator died between creating and
          * initialising it (the name carries the creator's pid). */
         unsigned pid = 0;
@@ -508,7 +512,7 @@ static void adopt_visit(st_shm *s, const char *name, void *arg)
     shm_hdr *h;
     size_t len;
     psi_err e;
-    if (seg_map(s, name, &h, &len, &e) < 0)
+    if (seg_map(s, name, true, &h, &len, &e) < 0)
         return;
     hdr_lock(h);
     bool mine = h->state == SHM_FREE && h->owner_pid == 0;
@@ -829,7 +833,7 @@ static shm_seg *seg_lookup(st_shm *s, const char *name, psi_err *err)
         return g;
     shm_hdr *h;
     size_t len;
-    if (seg_map(s, name, &h, &len, err) < 0)
+    if (seg_map(s, name, true, &h, &len, err) < 0)
         return NULL;
     g = seg_add(s, name, h, len, false);
     if (!g) {
@@ -985,7 +989,7 @@ static void ls_visit(st_shm *s, const char *name, void *arg)
     size_t len;
     psi_err e;
 
-    if (c->stop || seg_map(s, name, &h, &len, &e) < 0)
+    if (c->stop || seg_map(s, name, false, &h, &len, &e) < 0)
         return;
     psi_obj_info o;
     memset(&o, 0, sizeof o);
