@@ -161,8 +161,18 @@ static int pl_write_state(int mfd, pl_state *st)
                        st->data_left, st->early_peeks, st->in_mode, st->in_err, st->rx.phase, rh,
                        st->rx.left, tk, dt, an, sk, nc, pe, re, (int)st->reg_pid, hold, raw);
     int rc = len > 0 && (size_t)len < sizeof(line) ? pl_put(mfd, line, (size_t)len) : -1;
-    for (const pl_seg *s = st->hold; s && rc == 0; s = s->next)
+    /* Held bytes of a piecewise-checked object are checked before they
+     * are handed to the next program, as a read would. */
+    for (const pl_seg *s = st->hold; s && rc == 0; s = s->next) {
+        psi_err err = {0};
+        if (psi_obj_verify(&s->obj, (size_t)(s->data - s->obj.data) + s->off, s->len - s->off,
+                           &err) != 0) {
+            psi_log(PSI_LOG_ERROR, "exec handoff: %s", err.msg);
+            rc = -1;
+            break;
+        }
         rc = pl_put(mfd, s->data + s->off, s->len - s->off);
+    }
     if (rc == 0 && raw > 0)
         rc = pl_put(mfd, st->raw + st->raw_off, raw);
     if (out_locked)

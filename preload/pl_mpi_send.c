@@ -65,7 +65,7 @@ static int pl_put(const void *src, uint64_t bytes, const pol_decision *d, const 
         }
         pthread_mutex_unlock(&pl_fan.lock);
         if (try) {
-            psi_hash128 h = psi_hash_buf(src, (size_t)bytes);
+            psi_hash128 h = psi_token_sum(last.connector, src, (size_t)bytes);
             psi_err ignored = {0};
             if (h.lo == last.sum.lo && h.hi == last.sum.hi &&
                 pl_store_ref(&last, d, tok, &ignored) == 0)

@@ -65,7 +65,13 @@ static int pl_hold_copy(pl_state *st, const uint8_t *p, size_t len)
     return 0;
 }
 
-static size_t pl_hold_take(pl_state *st, uint8_t *buf, size_t n, bool consume)
+static ssize_t pl_fail(pl_state *st, int code);
+
+/* Copies up to n held bytes into buf (consuming them or not). Bytes of an
+ * object its connector checks piece by piece are checked right before they
+ * are copied; a piece that fails gives EIO, sticky, and nothing of it is
+ * delivered. Returns the bytes copied, or -1 if none could be. */
+static ssize_t pl_hold_take(pl_state *st, uint8_t *buf, size_t n, bool consume)
 {
     size_t done = 0;
     pl_seg *s = st->hold;
@@ -73,6 +79,12 @@ static size_t pl_hold_take(pl_state *st, uint8_t *buf, size_t n, bool consume)
         size_t take = s->len - s->off;
         if (take > n - done)
             take = n - done;
+        psi_err err = {0};
+        if (psi_obj_verify(&s->obj, (size_t)(s->data - s->obj.data) + s->off, take, &err) != 0) {
+            psi_log(PSI_LOG_ERROR, "%s", err.msg);
+            pl_fail(st, EIO);
+            break;
+        }
         memcpy(buf + done, s->data + s->off, take);
         done += take;
         if (!consume) {
@@ -91,7 +103,11 @@ static size_t pl_hold_take(pl_state *st, uint8_t *buf, size_t n, bool consume)
     }
     if (consume)
         pl_ready_update(st);
-    return done;
+    if (done == 0 && n > 0 && st->in_err) {
+        errno = st->in_err;
+        return -1;
+    }
+    return (ssize_t)done;
 }
 
 /* Keeps kernel bytes we read but could not decode yet (after a token). */
@@ -145,7 +161,7 @@ static int pl_resolve(pl_state *st, int fd)
     }
     psi_obj obj;
     double t0 = pl_now();
-    if (pl_store_resolve(&tok, &obj, &err) != 0) {
+    if (pl_store_resolve_lazy(&tok, &obj, &err) != 0) {
         psi_log(PSI_LOG_ERROR, "fd %d: cannot resolve token %s (%llu bytes): %s", fd, tok.key,
                 (unsigned long long)tok.size, err.msg);
         return err.code ? err.code : EIO;
@@ -398,7 +414,9 @@ static ssize_t pl_recv_take(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
 {
     for (;;) {
         if (st->hold) {
-            ssize_t got = (ssize_t)pl_hold_take(st, buf, n, true);
+            ssize_t got = pl_hold_take(st, buf, n, true);
+            if (got < 0)
+                return -1;
             /* Held bytes used up: digest what follows them (headers, a
              * token), so `ready` never counts bytes that yield nothing and
              * the poll overlay never reports a read that would block. */
@@ -518,7 +536,7 @@ static ssize_t pl_recv_peek(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
         }
         have = pl_hold_bytes(st);
     }
-    return (ssize_t)pl_hold_take(st, buf, n, false);
+    return pl_hold_take(st, buf, n, false);
 }
 
 /* MSG_TRUNC on a stream (Linux): discard up to n application bytes and

@@ -208,6 +208,11 @@ int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err)
     return psi_store_resolve(pl_store_for_id(tok->connector), tok, obj, err);
 }
 
+int pl_store_resolve_lazy(const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    return psi_store_resolve_lazy(pl_store_for_id(tok->connector), tok, obj, err);
+}
+
 void pl_store_atfork_child(void)
 {
     /* The parent may have held the lock at fork: the child is single

@@ -20,6 +20,9 @@ int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi
  * fan-out); -1 if the connector cannot, and the caller puts again. */
 int pl_store_ref(const psi_token *tok, const pol_decision *d, psi_token *out, psi_err *err);
 int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err);
+/* For the stream engine, which checks each range with psi_obj_verify
+ * right before copying it out (psi_store_resolve_lazy). */
+int pl_store_resolve_lazy(const psi_token *tok, psi_obj *obj, psi_err *err);
 /* In a fork child: the parent's store handles are let go, not used. */
 void pl_store_atfork_child(void);
 

@@ -32,12 +32,18 @@ static psi_hash128 gen_oneshot(const void *p, size_t n)
     return (psi_hash128){.lo = h.low64, .hi = h.high64};
 }
 
+static uint64_t gen_oneshot64(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
 const psi_hash_impl_ops psi_hash_generic_ops = {
     .name = "sse2/generic",
     .new_state = gen_new,
     .update = gen_update,
     .done = gen_done,
     .oneshot = gen_oneshot,
+    .oneshot64 = gen_oneshot64,
 };
 
 int psi_hash_cpu_has_avx2(void)
@@ -104,6 +110,11 @@ psi_hash128 psi_hasher_done(psi_hasher *h)
 psi_hash128 psi_hash_buf(const void *buf, size_t len)
 {
     return ops()->oneshot(buf, len);
+}
+
+uint64_t psi_hash64(const void *buf, size_t len)
+{
+    return ops()->oneshot64(buf, len);
 }
 
 const char *psi_hash_impl(void)

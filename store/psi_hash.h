@@ -10,6 +10,7 @@
 #define PSI_HASH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "psi_token.h"
 
@@ -24,6 +25,9 @@ psi_hash128 psi_hasher_done(psi_hasher *h);
 /* xxh3-128 of a buffer, in the token's representation. */
 psi_hash128 psi_hash_buf(const void *buf, size_t len);
 
+/* xxh3-64 (seed 0) of a buffer: the shm connector's chunk checksums. */
+uint64_t psi_hash64(const void *buf, size_t len);
+
 /* Which implementation runs: "avx2" or "sse2/generic". PSI_HASH_GENERIC=1
  * in the environment forces the generic one (for tests and comparisons). */
 const char *psi_hash_impl(void);
@@ -35,6 +39,7 @@ typedef struct psi_hash_impl_ops {
     void (*update)(void *st, const void *p, size_t n);
     psi_hash128 (*done)(void *st);
     psi_hash128 (*oneshot)(const void *p, size_t n);
+    uint64_t (*oneshot64)(const void *p, size_t n);
 } psi_hash_impl_ops;
 
 extern const psi_hash_impl_ops psi_hash_generic_ops;

@@ -36,12 +36,18 @@ static psi_hash128 avx2_oneshot(const void *p, size_t n)
     return (psi_hash128){.lo = h.low64, .hi = h.high64};
 }
 
+static uint64_t avx2_oneshot64(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
 static const psi_hash_impl_ops avx2_ops = {
     .name = "avx2",
     .new_state = avx2_new,
     .update = avx2_update,
     .done = avx2_done,
     .oneshot = avx2_oneshot,
+    .oneshot64 = avx2_oneshot64,
 };
 
 const psi_hash_impl_ops *const psi_hash_avx2_ops_ptr = &avx2_ops;

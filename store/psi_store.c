@@ -20,6 +20,7 @@
 #include "psi_err.h"
 #include "psi_log.h"
 #include "psi_registry.h"
+#include "st_shm.h"
 
 #define PSI_STR2(x) #x
 #define PSI_STR(x) PSI_STR2(x)
@@ -294,9 +295,6 @@ static psi_store *resolve_store(psi_store *local, uint8_t id, psi_err *err)
 /* Length and xxh3-128 of what the connector returned, against the token. */
 static int check_payload(const psi_token *tok, const psi_obj *obj, psi_err *err)
 {
-    if (obj->len != tok->size)
-        return psi_fail(err, EIO, "object %.*s: payload is %zu bytes, token says %llu",
-                        KEY_ARG(tok), obj->len, (unsigned long long)tok->size);
     psi_hash128 h = psi_hash_buf(obj->data, obj->len);
     if (h.lo != tok->sum.lo || h.hi != tok->sum.hi)
         return psi_fail(err, EIO, "object %.*s: payload checksum mismatch (corrupted store "
@@ -321,7 +319,8 @@ void psi_store_forget(psi_store *s)
         s->ops->close(s);
 }
 
-int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err)
+static int resolve(psi_store *local, const psi_token *tok, psi_obj *obj, bool lazy,
+                   psi_err *err)
 {
     static atomic_int release_warned;
     psi_err rel_err = {0};
@@ -337,7 +336,14 @@ int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_
         set_eio(err); /* whatever the cause, the reader sees EIO (§4) */
         return -1;
     }
-    if (check_payload(tok, obj, err) < 0) {
+    if (obj->len != tok->size) {
+        psi_fail(err, EIO, "object %.*s: payload is %zu bytes, token says %llu", KEY_ARG(tok),
+                 obj->len, (unsigned long long)tok->size);
+        psi_obj_release(obj);
+        return -1;
+    }
+    if (obj->verify ? !lazy && obj->verify(obj->done_ctx, 0, obj->len, err) < 0
+                    : check_payload(tok, obj, err) < 0) {
         /* The reference is kept: a bad object is evidence, and the TTL
          * safety net (psi gc) removes it later. */
         psi_obj_release(obj);
@@ -349,6 +355,30 @@ int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_
         psi_log_once(release_warned, PSI_LOG_WARN, "store: %s (left for psi gc)",
                      rel_err.msg);
     return 0;
+}
+
+int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    return resolve(local, tok, obj, false, err);
+}
+
+int psi_store_resolve_lazy(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err)
+{
+    return resolve(local, tok, obj, true, err);
+}
+
+int psi_obj_verify(const psi_obj *o, size_t off, size_t len, psi_err *err)
+{
+    if (!o->verify || len == 0)
+        return 0;
+    return o->verify(o->done_ctx, off, len, err);
+}
+
+psi_hash128 psi_token_sum(uint8_t connector, const void *buf, size_t len)
+{
+    if (connector == PSI_CONN_SHM)
+        return st_shm_sum(buf, len);
+    return psi_hash_buf(buf, len);
 }
 
 void psi_obj_release(psi_obj *o)

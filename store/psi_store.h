@@ -43,9 +43,18 @@ typedef struct psi_obj {
      * hold here, once the application has taken every byte. */
     void (*done)(void *ctx);
     void *done_ctx;
+    /* If not NULL, the connector checks the payload itself, piece by piece
+     * (the shm pool: each chunk against a checksum list the token anchors,
+     * right before it is copied out, so the bytes are read from memory
+     * once). Called with done_ctx; 0, or -1 with err (EIO). */
+    int (*verify)(void *ctx, size_t off, size_t len, psi_err *err);
 } psi_obj;
 
 void psi_obj_release(psi_obj *o);
+
+/* Checks bytes [off, off+len) of a resolved object before they are handed
+ * to anyone (no-op for objects already checked whole at resolve). */
+int psi_obj_verify(const psi_obj *o, size_t off, size_t len, psi_err *err);
 
 typedef struct psi_gc_report {
     uint64_t objects_seen, refs_seen;
@@ -122,6 +131,15 @@ int psi_store_ref(psi_store *s, const psi_token *tok, psi_token *out, psi_err *e
  * payload, checks length and xxh3-128 (EIO on mismatch), then releases the
  * token's reference. Returns 0 or -1 with err (EIO and a clear message). */
 int psi_store_resolve(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err);
+
+/* Like psi_store_resolve, but an object whose connector checks it piece by
+ * piece (obj->verify) is returned before it is checked whole: the caller
+ * calls psi_obj_verify on each range before copying it out. */
+int psi_store_resolve_lazy(psi_store *local, const psi_token *tok, psi_obj *obj, psi_err *err);
+
+/* The checksum a token of this connector carries for these bytes: xxh3-128
+ * of the payload, or for shm the anchor of its chunk list (protocol §5a). */
+psi_hash128 psi_token_sum(uint8_t connector, const void *buf, size_t len);
 
 /* psi_hash_buf and the streaming hasher: psi_hash.h. */
 

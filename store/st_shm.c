@@ -50,7 +50,7 @@
 #define SHM_MAGIC "PSISHM1"       /* docs/protocol.md §5 */
 #define SHM_HDR 4096u             /* header bytes before the data */
 #define SHM_ALIGN (1u << 20)      /* data areas are whole MiB */
-#define SHM_CHUNK (32u << 10)     /* copy+hash step: stays in L1/L2 */
+#define SHM_VCHUNK (256u << 10)   /* checksummed piece: fits L2, docs/protocol.md §5a */
 #define SHM_MAX_SEGS 256          /* segments one process tracks */
 #define SHM_CACHE_BYTES (4ull << 30) /* idle foreign mappings kept */
 #define SHM_IDLE_MAX 600          /* seconds an unowned free segment waits */
@@ -105,6 +105,10 @@ typedef struct st_shm {
 typedef struct shm_hold {
     st_shm *s;
     shm_seg *seg;
+    const uint8_t *data;
+    uint64_t size;
+    uint64_t *list;   /* private copy of the chunk checksums, anchored by the token */
+    size_t upto;      /* chunks [0, upto) checked */
     uint64_t gen;
     pid_t pid;
 } shm_hold;
@@ -572,21 +576,72 @@ static void copy_stream(uint8_t *dst, const uint8_t *src, size_t n)
 #define copy_fence() ((void)0)
 #endif
 
-/* Copies and hashes in one pass (DESIGN §8): each chunk of the source is
- * hashed, then copied while it is still in cache. */
-static int copy_hashed(uint8_t *dst, const uint8_t *src, size_t len, psi_hash128 *sum)
+/* ---- checksums ------------------------------------------------------------ */
+
+/* An object's data area: the payload, then (64-byte aligned) one xxh3-64
+ * per SHM_VCHUNK piece. The token's checksum is the anchor of that list
+ * (docs/protocol.md §5a): a reader checks the list once against the token,
+ * then each piece right before it is copied out, so the payload is read
+ * from memory once instead of twice (hash, then copy). */
+static size_t vchunks(uint64_t size)
 {
-    psi_hasher *st = psi_hasher_new();
-    if (!st)
-        return -1;
-    for (size_t off = 0; off < len; off += SHM_CHUNK) {
-        size_t n = len - off < SHM_CHUNK ? len - off : SHM_CHUNK;
-        psi_hasher_update(st, src + off, n);
-        copy_stream(dst + off, src + off, n);
+    return (size_t)((size + SHM_VCHUNK - 1) / SHM_VCHUNK);
+}
+
+static uint64_t list_off(uint64_t size)
+{
+    return (size + 63) & ~(uint64_t)63;
+}
+
+static uint64_t need_bytes(uint64_t size)
+{
+    return list_off(size) + vchunks(size) * sizeof(uint64_t);
+}
+
+static psi_hash128 anchor(const uint64_t *list, size_t n, uint64_t size)
+{
+    uint64_t head[3] = {0, SHM_VCHUNK, size};
+    memcpy(&head[0], "PSISUMV1", 8);
+    psi_hasher *h = psi_hasher_new();
+    if (!h) /* out of memory: a sum no token carries, so the read fails */
+        return (psi_hash128){0, 0};
+    psi_hasher_update(h, head, sizeof head);
+    psi_hasher_update(h, list, n * sizeof *list);
+    return psi_hasher_done(h);
+}
+
+static void list_of(const uint8_t *p, uint64_t size, uint64_t *list)
+{
+    for (size_t i = 0, n = vchunks(size); i < n; i++) {
+        uint64_t off = (uint64_t)i * SHM_VCHUNK;
+        list[i] = psi_hash64(p + off, size - off < SHM_VCHUNK ? size - off : SHM_VCHUNK);
+    }
+}
+
+psi_hash128 st_shm_sum(const void *buf, size_t len)
+{
+    uint64_t *list = malloc(vchunks(len) * sizeof *list + 1);
+    if (!list)
+        return (psi_hash128){0, 0};
+    list_of(buf, len, list);
+    psi_hash128 h = anchor(list, vchunks(len), len);
+    free(list);
+    return h;
+}
+
+/* Copies and checksums in one pass (DESIGN §8): each piece of the source is
+ * hashed, then streamed into the segment while it is still in cache. The
+ * checksum list goes after the payload. */
+static void copy_summed(uint8_t *dst, const uint8_t *src, size_t len, psi_hash128 *sum)
+{
+    uint64_t *list = (uint64_t *)(dst + list_off(len));
+    for (size_t i = 0, n = vchunks(len); i < n; i++) {
+        size_t off = i * SHM_VCHUNK, k = len - off < SHM_VCHUNK ? len - off : SHM_VCHUNK;
+        list[i] = psi_hash64(src + off, k);
+        copy_stream(dst + off, src + off, k);
     }
     copy_fence(); /* streamed stores are visible before the object is published */
-    *sum = psi_hasher_done(st);
-    return 0;
+    *sum = anchor(list, vchunks(len), len);
 }
 
 /* Under s->lock: a new segment of `cap` data bytes, allocated and mapped
@@ -659,7 +714,7 @@ static shm_seg *seg_create(st_shm *s, uint64_t cap, psi_err *err)
  * after dropping free segments if the pool is over its budget. */
 static shm_seg *seg_claim(st_shm *s, size_t len, psi_err *err)
 {
-    uint64_t cap = ((uint64_t)len + SHM_ALIGN - 1) / SHM_ALIGN * SHM_ALIGN;
+    uint64_t cap = (need_bytes(len) + SHM_ALIGN - 1) / SHM_ALIGN * SHM_ALIGN;
     shm_seg *best = NULL;
 
     for (size_t i = 0; i < s->nsegs; i++) {
@@ -755,18 +810,10 @@ static int st_shm_put(psi_store *base, const void *buf, size_t len, const psi_pu
         return -1;
 
     psi_hash128 sum;
-    int copied = copy_hashed((uint8_t *)fresh->hdr + SHM_HDR, buf, len, &sum);
+    copy_summed((uint8_t *)fresh->hdr + SHM_HDR, buf, len, &sum);
 
     uint64_t gen = 0;
     pthread_mutex_lock(&s->lock);
-    if (copied < 0) {
-        hdr_lock(fresh->hdr);
-        fresh->hdr->state = SHM_FREE;
-        hdr_unlock(fresh->hdr);
-        fresh->users--;
-        pthread_mutex_unlock(&s->lock);
-        return psi_fail(err, ENOMEM, "shm store: out of memory");
-    }
     shm_seg *same = dedup_ref(s, fresh, &sum, len, o->lifetime, now + ttl, &gen);
     shm_seg *g = same ? same : fresh;
     shm_hdr *h = fresh->hdr;
@@ -801,9 +848,26 @@ static int st_shm_put(psi_store *base, const void *buf, size_t len, const psi_pu
 
 /* ---- get / release -------------------------------------------------------- */
 
+/* Checks the pieces covering [off, off+len) that are not checked yet. */
+static int shm_verify(void *ctx, size_t off, size_t len, psi_err *err)
+{
+    shm_hold *hd = ctx;
+    size_t last = (off + len - 1) / SHM_VCHUNK;
+    for (; hd->upto <= last; hd->upto++) {
+        uint64_t o = (uint64_t)hd->upto * SHM_VCHUNK;
+        size_t k = hd->size - o < SHM_VCHUNK ? (size_t)(hd->size - o) : SHM_VCHUNK;
+        if (psi_hash64(hd->data + o, k) != hd->list[hd->upto])
+            return psi_fail(err, EIO, "shm store: object in segment %s: bytes %" PRIu64
+                            "..%" PRIu64 " do not match their checksum (corrupted segment)",
+                            hd->seg->name, o, o + k);
+    }
+    return 0;
+}
+
 static void shm_done(void *ctx)
 {
     shm_hold *hd = ctx;
+    free(hd->list);
     st_shm *s = hd->s;
     bool gone = false;
 
@@ -865,7 +929,7 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
         if (h->gen != gen || h->state != SHM_READY)
             psi_fail(err, ENOENT, "shm store: object %.*s is gone (resolved already, expired, "
                      "or removed by psi gc)", (int)tok->key_len, tok->key);
-        else if (h->size != tok->size || h->size > h->capacity)
+        else if (h->size != tok->size || need_bytes(h->size) > h->capacity)
             psi_fail(err, EIO, "shm store: object %.*s is %" PRIu64 " bytes, token says %" PRIu64,
                      (int)tok->key_len, tok->key, h->size, tok->size);
         else {
@@ -883,11 +947,28 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
         free(hd);
         return -1;
     }
-    *hd = (shm_hold){.s = s, .seg = g, .gen = gen, .pid = getpid()};
-    obj->data = (const uint8_t *)g->hdr + SHM_HDR;
+    const uint8_t *data = (const uint8_t *)g->hdr + SHM_HDR;
+    size_t n = vchunks(tok->size);
+    *hd = (shm_hold){.s = s, .seg = g, .gen = gen, .pid = getpid(), .data = data,
+                     .size = tok->size, .list = malloc(n * sizeof(uint64_t) + 1)};
+    obj->data = data;
     obj->len = tok->size;
     obj->done = shm_done;
     obj->done_ctx = hd;
+    /* The list is copied out before it is checked: what is checked is what
+     * later pieces are compared with, whatever happens to the segment. */
+    if (!hd->list) {
+        psi_obj_release(obj);
+        return psi_fail(err, ENOMEM, "shm store: out of memory");
+    }
+    memcpy(hd->list, data + list_off(tok->size), n * sizeof(uint64_t));
+    psi_hash128 a = anchor(hd->list, n, tok->size);
+    if (a.lo != tok->sum.lo || a.hi != tok->sum.hi) {
+        psi_obj_release(obj);
+        return psi_fail(err, EIO, "shm store: object %.*s: checksum list does not match the "
+                        "token (corrupted segment)", (int)tok->key_len, tok->key);
+    }
+    obj->verify = shm_verify;
     return 0;
 }
 

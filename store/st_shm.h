@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "psi_err.h"
+#include "psi_token.h"
 
 #define ST_SHM_NAME_MAX 52 /* s<pid>-<nonce>-<seq>: three groups of <= 16 hex */
 
@@ -22,5 +23,8 @@ int st_shm_key_parse(const char *key, size_t len, char name[ST_SHM_NAME_MAX + 1]
  * max 0 = the default budget, keep UINT64_MAX = the default. */
 int st_shm_parse_url(const char *url, char dir[PATH_MAX], uint64_t *max_bytes,
                      uint64_t *keep_bytes, psi_err *err);
+
+/* The checksum an shm token carries for these bytes (protocol §5a). */
+psi_hash128 st_shm_sum(const void *buf, size_t len);
 
 #endif

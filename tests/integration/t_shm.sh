@@ -9,7 +9,9 @@
 #     in inline_fallbacks, exact bytes;
 #  4. bad tokens: the segment removed, or replaced by a file that is not a
 #     segment, before the reader resolves: the read fails with EIO and one
-#     log line naming the object; nothing wrong is delivered;
+#     log line naming the object; nothing wrong is delivered. One byte of
+#     the payload changed in the segment: the reader gets the bytes before
+#     the damaged 256 KiB piece, exact, then EIO;
 #  5. routing: with a remote default store (redis:// on a port where nothing
 #     listens), a same-host peer is served by the shm pool; PSI_ROUTE=fixed
 #     sends to the default store, which is down, so the payload goes inline.
@@ -185,6 +187,22 @@ for how in removed foreign; do
     rm -f "$POOL"/s*
 done
 log "bad tokens: EIO and one log line for a removed segment and a foreign file"
+
+slow_transfer corrupt $((4 * MiB)) exit
+seg=$(find "$POOL" -maxdepth 1 -name 's*' | head -1)
+# Byte 3 MiB + 5 of the payload (the 4 KiB header comes first).
+printf '\x5a' | dd of="$seg" bs=1 seek=$((4096 + 3 * MiB + 5)) conv=notrunc status=none
+touch corrupt.go
+rc=0
+await "$RPID" "corrupt: reader" || rc=$?
+((rc == 3)) || fail "corrupt: reader exited $rc, expected EIO: $(cat corrupt.r.out corrupt.r.err)"
+(($(count_psi_lines corrupt.r.err "do not match their checksum") == 1)) ||
+    fail "corrupt: expected one log line naming the damaged bytes: $(cat corrupt.r.err)"
+got=$(stat -c %s corrupt.out)
+((got <= 3 * MiB)) || fail "corrupt: $got bytes delivered, the damaged piece starts at 3 MiB"
+cmp -n "$got" corrupt.in corrupt.out || fail "corrupt: the bytes delivered before the damage differ"
+rm -f "$POOL"/s*
+log "corrupt payload: $got exact bytes, then EIO at the damaged piece"
 
 # 5. routing ------------------------------------------------------------------
 dead=$(free_port)

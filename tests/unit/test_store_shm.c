@@ -228,7 +228,7 @@ static void test_unaligned_sizes(void **state)
         psi_token t;
         /* An unaligned source exercises the streamed copy's head and tail. */
         put_ok(f, a + 1, sizes[i], PSI_LIFE_REFCOUNT, 0, &t);
-        assert_true(psi_hash_buf(a + 1, sizes[i]).lo == t.sum.lo);
+        assert_true(psi_token_sum(PSI_CONN_SHM, a + 1, sizes[i]).lo == t.sum.lo);
         resolve_ok(f, &t, a + 1, sizes[i]);
         free(a);
     }
@@ -324,7 +324,7 @@ static void test_bad_tokens(void **state)
     resolve_fails(f, &wrong, "token says 99");
     wrong = t;
     wrong.sum.lo ^= 1;
-    resolve_fails(f, &wrong, "checksum mismatch");
+    resolve_fails(f, &wrong, "does not match the token");
     wrong = t;
     snprintf(wrong.key, sizeof wrong.key, "0123456789abcdef");
     wrong.key_len = 16;
@@ -369,6 +369,41 @@ static void test_pool_full(void **state)
     resolve_ok(f, &t2, b, 2 * n);
     free(a);
     free(b);
+}
+
+/* A byte of the payload changed in the segment: the piece that holds it
+ * fails its check, the pieces before it are delivered, nothing after. */
+static void test_corrupted_piece(void **state)
+{
+    fixture *f = *state;
+    size_t n = 1u << 20, piece = 256u << 10;
+    uint8_t *a = pattern(n, 17), out[1];
+    psi_token t;
+    psi_obj obj;
+    psi_err err = {0};
+
+    psi_token t2;
+    put_ok(f, a, n, PSI_LIFE_REFCOUNT, 0, &t);
+    put_ok(f, a, n, PSI_LIFE_REFCOUNT, 0, &t2); /* a second reference, for the second try */
+    char path[512];
+    snprintf(path, sizeof path, "%s/%.*s", f->dir, (int)(strchr(t.key, '.') - t.key), t.key);
+    FILE *fp = fopen(path, "r+");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 4096 + (long)piece + 5, SEEK_SET), 0);
+    out[0] = (uint8_t)(a[piece + 5] ^ 0xff);
+    assert_int_equal(fwrite(out, 1, 1, fp), 1);
+    fclose(fp);
+
+    /* Checked piece by piece: the first piece passes, the second fails. */
+    assert_int_equal(psi_store_resolve_lazy(f->s, &t, &obj, &err), 0);
+    assert_int_equal(psi_obj_verify(&obj, 0, piece, &err), 0);
+    assert_int_equal(psi_obj_verify(&obj, piece - 1, 2, &err), -1);
+    assert_int_equal(err.code, EIO);
+    assert_non_null(strstr(err.msg, "do not match their checksum"));
+    psi_obj_release(&obj);
+    /* Checked whole (psi_store_resolve): the read fails. */
+    resolve_fails(f, &t2, "do not match their checksum");
+    free(a);
 }
 
 struct ls_count {
@@ -568,6 +603,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ttl_lifetime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_keeps_bytes_until_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupted_piece, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_full, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_ls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_object_survives_sender, setup, teardown),
