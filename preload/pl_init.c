@@ -10,6 +10,7 @@
 #include "pl_dryrun.h"
 #include "pl_engine.h"
 #include "pl_store.h"
+#include "psi_hash.h"
 #include "pl_handoff.h"
 #include "pl_epoll.h"
 #include "pl_real.h"
@@ -94,6 +95,10 @@ static void pl_init_once_fn(void)
     pl_g.dryrun = pl_g.cfg.dryrun && !pl_g.passthrough;
     if (pl_g.dryrun)
         pl_caller_init(); /* before fds are tracked: libunwind opens a pipe */
+    /* The checksum implementation is picked now, while the process is
+     * (almost always) single threaded: its pthread_once fast path is an
+     * atomic load that race detectors (helgrind) do not model. */
+    (void)psi_hash_impl();
     pl_state_finalize = pl_finalize;
     pthread_atfork(NULL, NULL, pl_atfork_child);
     pl_fdtab_set_owner();

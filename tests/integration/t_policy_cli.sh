@@ -21,7 +21,7 @@ expect_exit() {
 
 # has NAME FIXED-STRING WHAT: NAME.out or NAME.err contains the string.
 has() {
-    cat "$1.out" "$1.err" | grep -qF -- "$2" || {
+    grep -qF -- "$2" "$1.out" "$1.err" || {
         sed 's/^/    | /' "$1.out" "$1.err"
         fail "$3: output does not contain '$2'"
     }
@@ -29,7 +29,7 @@ has() {
 
 # hasnt NAME FIXED-STRING WHAT
 hasnt() {
-    if cat "$1.out" "$1.err" | grep -qF -- "$2"; then
+    if grep -qF -- "$2" "$1.out" "$1.err"; then
         sed 's/^/    | /' "$1.out" "$1.err"
         fail "$3: output contains '$2'"
     fi

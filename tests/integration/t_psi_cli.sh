@@ -22,7 +22,7 @@ expect_exit() {
 
 # has NAME REGEX WHAT: NAME.out or NAME.err matches REGEX (extended, any case).
 has() {
-    cat "$1.out" "$1.err" | grep -qiE -- "$2" || {
+    grep -qiE -- "$2" "$1.out" "$1.err" || {
         sed 's/^/    | /' "$1.out" "$1.err"
         fail "$3: output does not match /$2/"
     }

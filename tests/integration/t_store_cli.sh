@@ -30,7 +30,9 @@ expect_exit() {
 
 # has NAME REGEX WHAT: NAME.out or NAME.err matches REGEX (extended).
 has() {
-    cat "$1.out" "$1.err" | grep -qE -- "$2" || {
+    # grep reads the files itself: `cat | grep -q` fails under pipefail
+    # whenever grep stops reading before cat has written everything.
+    grep -qE -- "$2" "$1.out" "$1.err" || {
         sed 's/^/    | /' "$1.out" "$1.err"
         fail "$3: output does not match /$2/"
     }
