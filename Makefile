@@ -141,6 +141,7 @@ demo: deps
 bench: all
 	@tests/bench/run.sh
 	@PSI_STORE_SERVER_BIN=$(B)/psi tests/bench/stores.sh "file:///dev/shm/psi-bench-file" "shm://" "zmq://"
+	@tests/bench/redis.sh
 	@tests/bench/zmq.sh
 	@tests/bench/mpi.sh
 
