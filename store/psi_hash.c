@@ -6,45 +6,9 @@
 #include <string.h>
 #include <xxhash.h>
 
-static void *gen_new(void)
-{
-    XXH3_state_t *st = XXH3_createState();
-    if (st)
-        XXH3_128bits_reset(st);
-    return st;
-}
-
-static void gen_update(void *st, const void *p, size_t n)
-{
-    XXH3_128bits_update(st, p, n);
-}
-
-static psi_hash128 gen_done(void *st)
-{
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    return (psi_hash128){.lo = h.low64, .hi = h.high64};
-}
-
-static psi_hash128 gen_oneshot(const void *p, size_t n)
-{
-    XXH128_hash_t h = XXH3_128bits(p, n);
-    return (psi_hash128){.lo = h.low64, .hi = h.high64};
-}
-
-static uint64_t gen_oneshot64(const void *p, size_t n)
-{
-    return XXH3_64bits(p, n);
-}
-
-const psi_hash_impl_ops psi_hash_generic_ops = {
-    .name = "sse2/generic",
-    .new_state = gen_new,
-    .update = gen_update,
-    .done = gen_done,
-    .oneshot = gen_oneshot,
-    .oneshot64 = gen_oneshot64,
-};
+#define PSI_HASH_OPS_DECL const psi_hash_impl_ops psi_hash_generic_ops
+#define PSI_HASH_OPS_NAME "sse2/generic"
+#include "psi_hash_impl.h"
 
 int psi_hash_cpu_has_avx2(void)
 {

@@ -907,21 +907,28 @@ static shm_seg *seg_lookup(st_shm *s, const char *name, psi_err *err)
     return g;
 }
 
+/* Under s->lock: the segment a token names, and the generation it names. */
+static shm_seg *seg_of_token(st_shm *s, const psi_token *tok, uint64_t *gen, psi_err *err)
+{
+    char name[ST_SHM_NAME_MAX + 1];
+    if (st_shm_key_parse(tok->key, tok->key_len, name, gen) < 0) {
+        psi_fail(err, EIO, "shm store: '%.*s' is not a shm object key", (int)tok->key_len,
+                 tok->key);
+        return NULL;
+    }
+    return seg_lookup(s, name, err);
+}
+
 static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_err *err)
 {
     st_shm *s = (st_shm *)base;
-    char name[ST_SHM_NAME_MAX + 1];
-    uint64_t gen;
-
-    if (st_shm_key_parse(tok->key, tok->key_len, name, &gen) < 0)
-        return psi_fail(err, EIO, "shm store: '%.*s' is not a shm object key", (int)tok->key_len,
-                        tok->key);
+    uint64_t gen = 0;
     shm_hold *hd = malloc(sizeof *hd);
     if (!hd)
         return psi_fail(err, ENOMEM, "shm store: out of memory");
 
     pthread_mutex_lock(&s->lock);
-    shm_seg *g = seg_lookup(s, name, err);
+    shm_seg *g = seg_of_token(s, tok, &gen, err);
     int rc = -1;
     if (g) {
         shm_hdr *h = g->hdr;
@@ -975,14 +982,9 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
 static int st_shm_release(psi_store *base, const psi_token *tok, psi_err *err)
 {
     st_shm *s = (st_shm *)base;
-    char name[ST_SHM_NAME_MAX + 1];
-    uint64_t gen;
-
-    if (st_shm_key_parse(tok->key, tok->key_len, name, &gen) < 0)
-        return psi_fail(err, EIO, "shm store: '%.*s' is not a shm object key", (int)tok->key_len,
-                        tok->key);
+    uint64_t gen = 0;
     pthread_mutex_lock(&s->lock);
-    shm_seg *g = seg_lookup(s, name, err);
+    shm_seg *g = seg_of_token(s, tok, &gen, err);
     int rc = g ? 0 : -1;
     bool gone = false;
     if (g) {
@@ -1003,14 +1005,10 @@ static int st_shm_release(psi_store *base, const psi_token *tok, psi_err *err)
 static int st_shm_exists(psi_store *base, const psi_token *tok)
 {
     st_shm *s = (st_shm *)base;
-    char name[ST_SHM_NAME_MAX + 1];
-    uint64_t gen;
+    uint64_t gen = 0;
     psi_err e;
-
-    if (st_shm_key_parse(tok->key, tok->key_len, name, &gen) < 0)
-        return 0;
     pthread_mutex_lock(&s->lock);
-    shm_seg *g = seg_lookup(s, name, &e);
+    shm_seg *g = seg_of_token(s, tok, &gen, &e);
     int yes = 0;
     if (g) {
         hdr_lock(g->hdr);
@@ -1025,14 +1023,9 @@ static int st_shm_exists(psi_store *base, const psi_token *tok)
 static int st_shm_ref(psi_store *base, const psi_token *tok, psi_token *out, psi_err *err)
 {
     st_shm *s = (st_shm *)base;
-    char name[ST_SHM_NAME_MAX + 1];
-    uint64_t gen;
-
-    if (st_shm_key_parse(tok->key, tok->key_len, name, &gen) < 0)
-        return psi_fail(err, EINVAL, "shm store: '%.*s' is not a shm object key",
-                        (int)tok->key_len, tok->key);
+    uint64_t gen = 0;
     pthread_mutex_lock(&s->lock);
-    shm_seg *g = seg_lookup(s, name, err);
+    shm_seg *g = seg_of_token(s, tok, &gen, err);
     int rc = -1;
     if (g) {
         shm_hdr *h = g->hdr;

@@ -36,24 +36,6 @@ done
 log "cluster up on ports ${PORTS[*]}"
 export PSI_STORE=redis://127.0.0.1:${PORTS[0]}
 
-transfer() {
-    local name=$1 env=$2 port
-    shift 2
-    local sargs=() cargs=()
-    while [[ $1 != -- ]]; do sargs+=("$1"); shift; done
-    shift
-    cargs=("$@")
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    spawn "$name.srv.out" "$name.srv.err" preload env $env PSI_STATS="$TEST_TMP/$name.srv.stats" \
-        "$PY" "$NETIO" server --port "$port" --result "$name.srv.json" "${sargs[@]}"
-    SPID=$SPAWNED
-    wait_listen "$port" "$SPID"
-    # shellcheck disable=SC2086
-    spawn "$name.cli.out" "$name.cli.err" preload env $env PSI_STATS="$TEST_TMP/$name.cli.stats" \
-        "$PY" "$NETIO" client --port "$port" --result "$name.cli.json" "${cargs[@]}"
-    CPID=$SPAWNED
-}
 
 # node_keys: psi keys per node, as "a b c".
 node_keys() {
