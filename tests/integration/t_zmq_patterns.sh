@@ -37,6 +37,12 @@ SROLE=client RROLE=echo BACK=3 SENV=PSI_ZMQ=on RENV=PSI_ZMQ=on \
 # with a TTL lifetime, and is left to the TTL).
 RESOLVED=2 RENV=ZT_SUB=topicA zcase pubsub tcp xpub sub 3 -- \
     "t:topicA,$M2" "T:topicA:$M3" "t:skipB,$M2" "t:topicA-x,m10,$M3,e5" "T:skipC:$M2"
+# The same with a plain PUB, which cannot see its subscribers: it sends a
+# handshake message until the subscriber has heard one (ZT_SYNC, never
+# recorded), then its messages. A message's first frame stays as it is; the
+# filtered "skipB" frame was stored (TTL) but never resolved.
+RESOLVED=1 SENV="ZT_SYNC=$TEST_TMP/pubp.sync" RENV="ZT_SUB=topicA ZT_SYNC=$TEST_TMP/pubp.sync" \
+    zcase pubsub_plain tcp pub sub 2 -- "t:topicA,$M2" "T:topicA:$M3" "t:skipB,$M2"
 # A bound publisher in auto mode cannot vouch for its subscribers: inline.
 ep=tcp://127.0.0.1:$(free_port)
 spawn pubb.s.out pubb.s.err preload env PSI_LOG=debug "$ZP" send xpub "bind:$ep" send pubb.s.rec \

@@ -7,7 +7,7 @@
  *   zmq_peer client TYPE EP API OUT MSG...   send each MSG, receive its reply
  *   zmq_peer echo   TYPE EP API OUT N        receive N messages, send each back
  *
- * TYPE: push pull pair req rep dealer router xpub sub. EP: bind:URL or
+ * TYPE: push pull pair req rep dealer router pub xpub sub. EP: bind:URL or
  * connect:URL; a bound peer creates OUT.ready once bound. API, for sending:
  * send const iov msg zc sendmsg; for receiving: recv msg recvmsg iov (a
  * client/echo receives with ZT_RAPI, an echo sends with ZT_SAPI; defaults
@@ -20,7 +20,11 @@
  * OUT holds, per frame received or sent: "F size more\n", then the first
  * min(size, ZT_TRUNC) bytes, then "\n"; a client writes replies to
  * OUT.reply. ZT_TRUNC also sets the zmq_recv buffer size. ZT_SUB: the SUB
- * subscription. Exit 3 on an inconsistency the program can see itself. */
+ * subscription. ZT_SYNC=FILE, for a plain PUB that cannot see its
+ * subscribers: the publisher sends one-frame "\1sync" messages until FILE
+ * exists, then its messages; the SUB also subscribes to "\1sync", creates
+ * FILE at the first one and never records or counts them.
+ * Exit 3 on an inconsistency the program can see itself. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,9 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 static size_t trunc_at = SIZE_MAX;
+static const char *sync_file; /* ZT_SYNC */
 static atomic_int zc_freed;
 static int zc_made;
 
@@ -47,6 +54,7 @@ static int sock_type(const char *t)
         {"push", ZMQ_PUSH},     {"pull", ZMQ_PULL},     {"pair", ZMQ_PAIR},
         {"req", ZMQ_REQ},       {"rep", ZMQ_REP},       {"dealer", ZMQ_DEALER},
         {"router", ZMQ_ROUTER}, {"xpub", ZMQ_XPUB},     {"sub", ZMQ_SUB},
+        {"pub", ZMQ_PUB},
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (strcmp(t, types[i].n) == 0)
@@ -270,6 +278,15 @@ static void recv_message(void *s, int type, const char *api, FILE *out, message 
             }
         }
         more = rcvmore;
+        if (sync_file && i == 0 && !more && size == 5 && memcmp(p, "\1sync", 5) == 0) {
+            /* The publisher's handshake, not a message (ZT_SYNC). */
+            FILE *f = fopen(sync_file, "w");
+            if (f)
+                fclose(f);
+            zmq_msg_close(&msg);
+            more = 1;
+            continue;
+        }
         if (type == ZMQ_ROUTER && i == 0) {
             memcpy(id, p, size);
             *idlen = size;
@@ -314,9 +331,12 @@ int main(int argc, char **argv)
     void *s = zmq_socket(ctx, type);
     if (!s)
         die("zmq_socket");
+    sync_file = getenv("ZT_SYNC");
     if (type == ZMQ_SUB) {
         const char *sub = getenv("ZT_SUB") ? getenv("ZT_SUB") : "";
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, sub, strlen(sub));
+        if (sync_file)
+            zmq_setsockopt(s, ZMQ_SUBSCRIBE, "\1sync", 5);
     }
     if (strncmp(ep, "bind:", 5) == 0) {
         if (zmq_bind(s, ep + 5) != 0)
@@ -346,6 +366,20 @@ int main(int argc, char **argv)
             uint8_t sub[256];
             if (zmq_recv(s, sub, sizeof(sub), 0) < 0)
                 die("xpub: wait for a subscription");
+        }
+        if (type == ZMQ_PUB && sync_file) {
+            /* A plain PUB cannot see its subscribers: announce until the
+             * subscriber says it hears us (bounded: 30 s). */
+            for (int k = 0; k < 3000 && access(sync_file, F_OK) != 0; k++) {
+                if (zmq_send(s, "\1sync", 5, 0) < 0)
+                    die("pub: sync");
+                struct timespec ts = {0, 10000000};
+                nanosleep(&ts, NULL);
+            }
+            if (access(sync_file, F_OK) != 0) {
+                fprintf(stderr, "zmq_peer: no subscriber heard the publisher\n");
+                exit(2);
+            }
         }
         message *keep = calloc((size_t)argc, sizeof(message));
         for (int i = 6; i < argc; i++) {
