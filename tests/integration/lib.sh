@@ -124,6 +124,30 @@ await_ok() {
     ((rc == 0)) || fail "$2 exited with status $rc"
 }
 
+# netio_pair NAME SENDER-ENV RECEIVER-ENV SERVER-STEPS... -- CLIENT-STEPS...:
+# a preloaded netio.py server (the receiver, RECEIVER-ENV: words such as
+# PSI_STORE=...) and client (the sender); leaves NAME.srv.* and NAME.cli.*,
+# their pids in SPID and CPID.
+netio_pair() {
+    local name=$1 senv=$2 renv=$3 port spid
+    shift 3
+    local sargs=() cargs=()
+    while [[ $1 != -- ]]; do sargs+=("$1"); shift; done
+    shift
+    cargs=("$@")
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    spawn "$name.srv.out" "$name.srv.err" preload env $renv PSI_STATS="$TEST_TMP/$name.srv.stats" \
+        "$PY" "$NETIO" server --port "$port" --result "$name.srv.json" "${sargs[@]}"
+    spid=$SPAWNED
+    wait_listen "$port" "$spid"
+    # shellcheck disable=SC2086
+    spawn "$name.cli.out" "$name.cli.err" preload env $senv PSI_STATS="$TEST_TMP/$name.cli.stats" \
+        "$PY" "$NETIO" client --port "$port" --result "$name.cli.json" "${cargs[@]}"
+    CPID=$SPAWNED
+    SPID=$spid
+}
+
 # ---- ports and readiness -----------------------------------------------
 
 # A TCP port that was free a moment ago (bind to port 0, read it back).

@@ -71,23 +71,10 @@ psi_keys() {
     rcli "$1" -n "${2:-0}" --scan --pattern 'psi:*' | wc -l
 }
 
-# transfer NAME ENV SERVER-STEPS... -- CLIENT-STEPS...: netio server
-# (receiver) and client (sender), both preloaded with ENV (words).
+# transfer NAME ENV SERVER-STEPS... -- CLIENT-STEPS...: netio_pair with the
+# same ENV (words) on both ends.
 transfer() {
-    local name=$1 env=$2 port
+    local name=$1 env=$2
     shift 2
-    local sargs=() cargs=()
-    while [[ $1 != -- ]]; do sargs+=("$1"); shift; done
-    shift
-    cargs=("$@")
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    spawn "$name.srv.out" "$name.srv.err" preload env $env PSI_STATS="$TEST_TMP/$name.srv.stats" \
-        "$PY" "$NETIO" server --port "$port" --result "$name.srv.json" "${sargs[@]}"
-    SPID=$SPAWNED
-    wait_listen "$port" "$SPID"
-    # shellcheck disable=SC2086
-    spawn "$name.cli.out" "$name.cli.err" preload env $env PSI_STATS="$TEST_TMP/$name.cli.stats" \
-        "$PY" "$NETIO" client --port "$port" --result "$name.cli.json" "${cargs[@]}"
-    CPID=$SPAWNED
+    netio_pair "$name" "$env" "$env" "$@"
 }

@@ -14,35 +14,13 @@ source "$(dirname "$0")/lib.sh"
 # show FILE: the file's lines, indented, for the log.
 show() { sed 's/^/    | /' "$1"; }
 
-# transfer NAME SENDER-ENV RECEIVER-ENV SERVER-STEPS... -- CLIENT-STEPS...:
-# a preloaded server and client; leaves NAME.srv.* and NAME.cli.*.
-transfer() {
-    local name=$1 senv=$2 renv=$3 port spid
-    shift 3
-    local sargs=() cargs=()
-    while [[ $1 != -- ]]; do sargs+=("$1"); shift; done
-    shift
-    cargs=("$@")
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    spawn "$name.srv.out" "$name.srv.err" preload env $renv PSI_STATS="$TEST_TMP/$name.srv.stats" \
-        "$PY" "$NETIO" server --port "$port" --result "$name.srv.json" "${sargs[@]}"
-    spid=$SPAWNED
-    wait_listen "$port" "$spid"
-    # shellcheck disable=SC2086
-    spawn "$name.cli.out" "$name.cli.err" preload env $senv PSI_STATS="$TEST_TMP/$name.cli.stats" \
-        "$PY" "$NETIO" client --port "$port" --result "$name.cli.json" "${cargs[@]}"
-    CPID=$SPAWNED
-    SPID=$spid
-}
-
 # 1. an unwritable store
 payload six.bin 6M
 : >regular-file
 k=0
 for store in file:///proc/nonexistent/psi-store "file://$TEST_TMP/regular-file/store"; do
     name=nostore$((++k))
-    transfer "$name" "PSI_STORE=$store" "PSI_STORE=$store" recv:"$name.got" -- \
+    netio_pair "$name" "PSI_STORE=$store" "PSI_STORE=$store" recv:"$name.got" -- \
         --chunk 2M send:six.bin shut
     await_ok "$CPID" "$name: client (store $store)"
     await_ok "$SPID" "$name: server"
@@ -61,7 +39,7 @@ done
 # 2. the object behind a token disappears before the receiver reads it
 store_dir=${PSI_STORE#file://}
 payload four.bin 4M
-transfer gone "" "" wait:gate recv:gone.got -- send:four.bin shut
+netio_pair gone "" "" wait:gate recv:gone.got -- send:four.bin shut
 await_ok "$CPID" "gone: client"
 nfiles=$(find "$store_dir" -type f 2>/dev/null | wc -l)
 ((nfiles > 0)) || fail "gone: the 4 MiB write left no file in the store $store_dir (was it proxied?)"
@@ -87,7 +65,7 @@ log "ok deleted object: EIO, and: $(grep -E '^psi\[' gone.srv.err | head -1)"
 # 3. a bad PSI_THRESHOLD
 payload two.bin 2M
 payload half.bin 512K
-transfer thr PSI_THRESHOLD=bogus PSI_THRESHOLD=bogus recv:thr.got -- send:two.bin send:half.bin shut
+netio_pair thr PSI_THRESHOLD=bogus PSI_THRESHOLD=bogus recv:thr.got -- send:two.bin send:half.bin shut
 await_ok "$CPID" "thr: client"
 await_ok "$SPID" "thr: server"
 cat two.bin half.bin >thr.expect

@@ -148,22 +148,12 @@ expect_stat full.cli.stats tokens_sent -eq 0 "full store"
 grep -q "store full" full.cli.err || fail "full store: no 'store full' warning: $(cat full.cli.err)"
 log "ok full store: inline: $(cat full.cli.err)"
 
-# netio transfer NAME STORE SERVER-STEPS... -- CLIENT-STEPS...
+# transfer NAME STORE SERVER-STEPS... -- CLIENT-STEPS...: netio_pair with
+# PSI_STORE=STORE on both ends.
 transfer() {
-    local name=$1 store=$2 port
+    local name=$1 env="PSI_STORE=$2"
     shift 2
-    local sargs=() cargs=()
-    while [[ $1 != -- ]]; do sargs+=("$1"); shift; done
-    shift
-    cargs=("$@")
-    port=$(free_port)
-    spawn "$name.srv.out" "$name.srv.err" preload env PSI_STORE="$store" PSI_STATS="$TEST_TMP/$name.srv.stats" \
-        "$PY" "$NETIO" server --port "$port" --result "$name.srv.json" "${sargs[@]}"
-    SPID=$SPAWNED
-    wait_listen "$port" "$SPID"
-    spawn "$name.cli.out" "$name.cli.err" preload env PSI_STORE="$store" PSI_STATS="$TEST_TMP/$name.cli.stats" \
-        "$PY" "$NETIO" client --port "$port" --result "$name.cli.json" "${cargs[@]}"
-    CPID=$SPAWNED
+    netio_pair "$name" "$env" "$env" "$@"
 }
 
 # 3. the object outlives its sender
