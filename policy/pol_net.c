@@ -1,5 +1,6 @@
 /* pol_net: listening sockets and local addresses (see pol_net.h). */
 #include "pol_net.h"
+#include "psi_text.h"
 
 #include <errno.h>
 #include <ifaddrs.h>
@@ -25,12 +26,6 @@ static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0
 
 /* ---- /proc/net/tcp{,6} ------------------------------------------------ */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 /* The kernel prints each 32-bit word of the address with %08X as a host
  * integer, so the word's bytes come back by storing the value natively. */
@@ -39,7 +34,7 @@ static int parse_hex_addr(const char *s, size_t nwords, unsigned char *out)
     for (size_t w = 0; w < nwords; w++) {
         uint32_t v = 0;
         for (int i = 0; i < 8; i++) {
-            int d = hexval(*s++);
+            int d = psi_hex_digit(*s++);
             if (d < 0)
                 return -1;
             v = v << 4 | (uint32_t)d;
@@ -67,7 +62,7 @@ static int parse_local(const char *s, size_t len, pol_tcp_listener *l)
         l->family = AF_INET;
     }
     for (int i = 1; i <= 4; i++) {
-        int d = hexval(colon[i]);
+        int d = psi_hex_digit(colon[i]);
         if (d < 0)
             return -1;
         port = port << 4 | (unsigned)d;

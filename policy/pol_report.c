@@ -1,5 +1,6 @@
 /* pol_report: merge and arithmetic of dry-run reports (see pol_report.h). */
 #include "pol_report.h"
+#include "psi_text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -211,13 +212,10 @@ static int jp_hex4(jp *j, unsigned *v)
         if (j->p >= j->end)
             return jp_fail(j, "short \\u escape");
         char c = *j->p++;
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                            : 16;
-        if (d == 16)
+        int d = psi_hex_digit(c);
+        if (d < 0)
             return jp_fail(j, "bad \\u escape");
-        *v = *v << 4 | d;
+        *v = *v << 4 | (unsigned)d;
     }
     return 0;
 }

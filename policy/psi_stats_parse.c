@@ -5,6 +5,7 @@
  * type-checked. Every error names the 1-based column where it was found.
  * Numbers are converted by hand so the result never depends on the locale. */
 #include "psi_stats.h"
+#include "psi_text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -63,9 +64,7 @@ static int hex4(parser *p, unsigned *out)
 
     for (int i = 0; i < 4; i++) {
         char c = p->s[p->pos];
-        int d = c >= '0' && c <= '9' ? c - '0'
-              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = psi_hex_digit(c);
         if (d < 0)
             return perr(p, "\\u needs 4 hex digits");
         v = v << 4 | (unsigned)d;

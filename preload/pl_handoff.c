@@ -25,6 +25,7 @@
 #include "pl_engine.h"
 #include "pl_real.h"
 #include "psi_log.h"
+#include "psi_text.h"
 
 #define PL_HANDOFF_MAGIC "PSIH 1\n" /* format version 1 (docs/exec-handoff.md) */
 
@@ -292,7 +293,7 @@ static int pl_unhex(const char *s, size_t slen, uint8_t *out, size_t cap, size_t
         int v = 0;
         for (int j = 0; j < 2; j++) {
             char c = s[i + (size_t)j];
-            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            int d = psi_hex_digit_lower(c);
             if (d < 0)
                 return -1;
             v = v * 16 + d;

@@ -30,6 +30,7 @@
 
 #include "psi_err.h"
 #include "psi_store.h"
+#include "psi_text.h"
 
 #define ST_HEX_LEN 32            /* object name length, §5 */
 #define ST_CHUNK (256u << 10)    /* hashed then written while still in cache */
@@ -733,17 +734,6 @@ static int st_file_ls(psi_store *s, psi_ls_fn fn, void *arg, psi_err *err)
 
 /* ---- open / close --------------------------------------------------------- */
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* file:///abs/dir or file://localhost/abs/dir, %XX escapes decoded. */
 static int parse_file_url(const char *url, char dir[PATH_MAX], psi_err *err)
 {
@@ -757,20 +747,12 @@ static int parse_file_url(const char *url, char dir[PATH_MAX], psi_err *err)
     if (*p != '/')
         return psi_fail(err, EINVAL, "PSI_STORE: malformed URL '%s' (expected "
                         "file:///absolute/dir; remote hosts are not supported)", url);
-    for (; *p; p++) {
-        int c = (unsigned char)*p;
-        if (c == '%') {
-            int hi = hex_val(p[1]), lo = hi < 0 ? -1 : hex_val(p[2]);
-            if (lo < 0 || (c = hi * 16 + lo) == 0)
-                return psi_fail(err, EINVAL, "PSI_STORE: malformed URL '%s' (bad %% "
-                                "escape)", url);
-            p += 2;
-        }
-        if (n + 1 >= PATH_MAX - 1 - ST_NAME_MAX)
-            return psi_fail(err, ENAMETOOLONG, "PSI_STORE: directory in '%s' is too long",
-                            url);
-        dir[n++] = (char)c;
-    }
+    int rc = psi_pct_decode(p, strlen(p), dir, PATH_MAX - 1 - ST_NAME_MAX);
+    if (rc == -1)
+        return psi_fail(err, EINVAL, "PSI_STORE: malformed URL '%s' (bad %% escape)", url);
+    if (rc == -2)
+        return psi_fail(err, ENAMETOOLONG, "PSI_STORE: directory in '%s' is too long", url);
+    n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/')
         n--;
     dir[n] = '\0';

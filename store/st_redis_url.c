@@ -7,6 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "psi_text.h"
 #include "st_redis.h"
 
 /* ---- URL ----------------------------------------------------------------- */
@@ -26,40 +27,6 @@ __attribute__((format(printf, 3, 4))) static int url_fail(psi_err *err, const ch
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     return psi_fail(err, EINVAL, "PSI_STORE: malformed redis URL: %s", what);
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes [s, s+n) with %XX escapes into out (cap bytes with the NUL). */
-static int decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int h = hexval(s[i + 1]), l = h < 0 ? -1 : hexval(s[i + 2]);
-            if (l < 0 || (c = h * 16 + l) == 0)
-                return -1;
-            i += 2;
-        }
-        if (k + 1 >= cap)
-            return -2;
-        out[k++] = (char)c;
-    }
-    out[k] = '\0';
-    return 0;
 }
 
 /* A decimal number in [lo, hi] filling exactly [s, s+n). */
@@ -130,7 +97,7 @@ static int parse_server(const char *url, const char *s, size_t n, st_redis_serve
         host = s + 1;
         hn = (size_t)(close - host);
         for (size_t i = 0; i < hn; i++)
-            if (hexval(host[i]) < 0 && host[i] != ':' && host[i] != '.')
+            if (psi_hex_digit(host[i]) < 0 && host[i] != ':' && host[i] != '.')
                 return URL_FAIL(err, url, "bad IPv6 address '[%.*s]'", (int)hn, host);
         if (close + 1 < s + n) {
             if (close[1] != ':')
@@ -185,7 +152,7 @@ static int parse_query(const char *url, const char *q, st_redis_url *u, psi_err 
         const char *v = eq + 1;
         long x;
         if (kn == 6 && memcmp(q, "prefix", 6) == 0) {
-            if (decode(v, vn, u->prefix, sizeof u->prefix) < 0 || !prefix_ok(u->prefix))
+            if (psi_pct_decode(v, vn, u->prefix, sizeof u->prefix) < 0 || !prefix_ok(u->prefix))
                 return URL_FAIL(err, url, "prefix '%.*s': at most %d characters of "
                                 "[0-9A-Za-z._:/-]", (int)vn, v, ST_REDIS_PREFIX_MAX);
         } else if (kn == 10 && memcmp(q, "timeout_ms", 10) == 0) {
@@ -237,11 +204,11 @@ int st_redis_url_parse(const char *url, st_redis_url *u, psi_err *err)
             return URL_FAIL(err, url, "credentials must be [user]:password@ (no ':' before "
                             "'@')");
         size_t un = (size_t)(colon - p), pn = (size_t)(at - colon - 1);
-        int rc = decode(p, un, u->user, sizeof u->user);
+        int rc = psi_pct_decode(p, un, u->user, sizeof u->user);
         if (rc < 0)
             return URL_FAIL(err, url, rc == -1 ? "bad %%XX escape in the user name"
                                                : "user name longer than 127 bytes");
-        rc = decode(colon + 1, pn, u->pass, sizeof u->pass);
+        rc = psi_pct_decode(colon + 1, pn, u->pass, sizeof u->pass);
         if (rc < 0)
             return URL_FAIL(err, url, rc == -1 ? "bad %%XX escape in the password"
                                                : "password longer than 255 bytes");

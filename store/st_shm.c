@@ -45,6 +45,7 @@
 #include "psi_err.h"
 #include "psi_log.h"
 #include "psi_store.h"
+#include "psi_text.h"
 #include "st_shm.h"
 
 #define SHM_MAGIC "PSISHM1"       /* docs/protocol.md §5 */
@@ -163,7 +164,7 @@ int st_shm_name_valid(const char *name, size_t len)
             if (!digits || ++groups > 3)
                 return 0;
             digits = 0;
-        } else if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+        } else if (psi_hex_digit_lower(c) >= 0) {
             if (++digits > 16)
                 return 0;
         } else {
@@ -185,7 +186,7 @@ int st_shm_key_parse(const char *key, size_t len, char name[ST_SHM_NAME_MAX + 1]
     uint64_t g = 0;
     for (size_t i = 0; i < glen; i++) {
         char c = dot[1 + i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int v = psi_hex_digit_lower(c);
         if (v < 0)
             return -1;
         g = g << 4 | (uint64_t)v;

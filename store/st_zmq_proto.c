@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "psi_registry.h"
+#include "psi_text.h"
 
 /* ---- loader --------------------------------------------------------------- */
 
@@ -303,14 +304,7 @@ static char *hex_put(char *o, const uint8_t *b, size_t n)
 }
 
 /* Lowercase hex only: a key has exactly one spelling. */
-static int hex_nib(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
+#define hex_nib psi_hex_digit_lower
 
 static bool hex_get(const char *s, size_t n, uint8_t *out)
 {
