@@ -273,10 +273,13 @@ double pl_mpi_now(void)
 }
 
 /* Writes n packed bytes into (buf, count, type). Sets *written to what
- * landed; MPI_ERR_TRUNCATE if the buffer holds less than n, as MPI would. */
-static int pl_unpack(const void *src, uint64_t n, void *buf, MPI_Count count,
-                     MPI_Datatype type, MPI_Comm comm, uint64_t *written)
+ * landed; MPI_ERR_TRUNCATE if the buffer holds less than n, as MPI would.
+ * obj, if not NULL, is the resolved object src lies in: its bytes are
+ * checked as they are copied (psi_obj_copy), or before MPI unpacks them. */
+static int pl_unpack(const void *src, uint64_t n, const psi_obj *obj, void *buf,
+                     MPI_Count count, MPI_Datatype type, MPI_Comm comm, uint64_t *written)
 {
+    psi_err err = {0};
     MPI_Count size = 0;
     uint64_t cap = pl_mpi_bytes(count, type, &size);
     uint64_t take = n < cap ? n : cap;
@@ -284,18 +287,27 @@ static int pl_unpack(const void *src, uint64_t n, void *buf, MPI_Count count,
     if (take == 0)
         return n > cap ? MPI_ERR_TRUNCATE : MPI_SUCCESS;
     if (pl_mpi_contiguous(type, size)) {
-        memcpy(buf, src, take);
+        if (!obj)
+            memcpy(buf, src, take);
+        else if (psi_obj_copy(obj, 0, buf, take, &err) != 0)
+            goto bad;
     } else {
         /* Whole elements only: a payload that ends inside an element came
          * from a sender whose type signature differs (docs/mpi.md). */
         MPI_Count full = (MPI_Count)(take / (uint64_t)size), pos = 0;
         take = (uint64_t)full * (uint64_t)size;
+        if (obj && psi_obj_verify(obj, 0, take, &err) != 0)
+            goto bad;
         if (full > 0 && R(Unpack_c)(src, (MPI_Count)take, &pos, buf, full, type, comm) !=
                             MPI_SUCCESS)
             return MPI_ERR_OTHER;
     }
     *written = take;
     return n > cap ? MPI_ERR_TRUNCATE : MPI_SUCCESS;
+bad:
+    PSI_STAT_ADD(errors, 1);
+    psi_log(PSI_LOG_ERROR, "MPI receive: %s", err.msg);
+    return MPI_ERR_OTHER;
 }
 
 /* Resolves a token into (buf, count, type) and sets the status size. */
@@ -305,14 +317,14 @@ int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Da
     psi_obj obj;
     psi_err err = {0};
     double t0 = pl_mpi_now();
-    if (pl_store_resolve(&m->tok, &obj, &err) != 0) {
+    if (pl_store_resolve_lazy(&m->tok, &obj, &err) != 0) {
         PSI_STAT_ADD(errors, 1);
         psi_log(PSI_LOG_ERROR, "MPI receive: token for %llu bytes not resolved: %s",
                 (unsigned long long)m->bytes, err.msg);
         return MPI_ERR_OTHER;
     }
     uint64_t written = 0;
-    int rc = pl_unpack(obj.data, obj.len, buf, count, type, comm, &written);
+    int rc = pl_unpack(obj.data, obj.len, &obj, buf, count, type, comm, &written);
     psi_obj_release(&obj);
     PSI_STAT_ADD(get_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
     PSI_STAT_ADD(tokens_resolved, 1);
@@ -333,8 +345,8 @@ int pl_mpi_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype t
         rc = pl_mpi_deliver_token(&e->msg, buf, count, type, comm, st);
     } else {
         uint64_t written;
-        rc = pl_unpack(e->big ? e->big : e->raw, pl_mpi_ent_bytes(e), buf, count, type, comm,
-                       &written);
+        rc = pl_unpack(e->big ? e->big : e->raw, pl_mpi_ent_bytes(e), NULL, buf, count, type,
+                       comm, &written);
         if (rc != MPI_SUCCESS)
             R(Status_set_elements_x)(st, MPI_BYTE, (MPI_Count)written);
     }

@@ -374,6 +374,32 @@ int psi_obj_verify(const psi_obj *o, size_t off, size_t len, psi_err *err)
     return o->verify(o->done_ctx, off, len, err);
 }
 
+/* The step of psi_obj_copy: a multiple of the shm connector's 256 KiB
+ * piece; 4 MiB stays in L3 and lets memcpy run long (32 writes of 64 MiB,
+ * tests/bench/run.sh: 0.35 s at 4 MiB, 0.37 s at 1 MiB, 0.39 s at 16 MiB,
+ * 0.49 s at 256 KiB). */
+#define PSI_COPY_STEP ((size_t)4 << 20)
+
+int psi_obj_copy(const psi_obj *o, size_t off, void *dst, size_t len, psi_err *err)
+{
+    uint8_t *d = dst;
+    if (!o->verify) {
+        memcpy(d, o->data + off, len);
+        return 0;
+    }
+    for (size_t done = 0; done < len;) {
+        size_t pos = off + done;
+        size_t k = PSI_COPY_STEP - pos % PSI_COPY_STEP;
+        if (k > len - done)
+            k = len - done;
+        if (o->verify(o->done_ctx, pos, k, err) != 0)
+            return -1;
+        memcpy(d + done, o->data + pos, k);
+        done += k;
+    }
+    return 0;
+}
+
 psi_hash128 psi_token_sum(uint8_t connector, const void *buf, size_t len)
 {
     if (connector == PSI_CONN_SHM)

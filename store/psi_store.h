@@ -56,6 +56,12 @@ void psi_obj_release(psi_obj *o);
  * to anyone (no-op for objects already checked whole at resolve). */
 int psi_obj_verify(const psi_obj *o, size_t off, size_t len, psi_err *err);
 
+/* Copies bytes [off, off+len) of a resolved object to dst, checking each
+ * step right before copying it while it is still in cache, so the bytes
+ * are read from memory once. 0, or -1 with err (EIO) when a step fails its
+ * check; the steps before it were copied. */
+int psi_obj_copy(const psi_obj *o, size_t off, void *dst, size_t len, psi_err *err);
+
 typedef struct psi_gc_report {
     uint64_t objects_seen, refs_seen;
     uint64_t refs_expired, objects_removed, tmp_removed;
