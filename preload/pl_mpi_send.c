@@ -24,14 +24,6 @@
 /* The policy context of every MPI send: channel mpi, no peer address. */
 static pl_state pl_mpi_chan = {.channel = POL_CH_MPI};
 
-/* MPI hides where a rank runs: route as for a peer that may be on another
- * host (the default store; a rule's connector still wins). */
-static int pl_mpi_slot(const pol_decision *d)
-{
-    struct sockaddr unknown = {.sa_family = AF_UNSPEC};
-    return pl_store_route(d, &unknown, sizeof unknown);
-}
-
 static bool pl_mpi_sending(void)
 {
     return pl_g.ready && !pl_g.passthrough && !pl_g.dryrun;
@@ -72,7 +64,7 @@ static int pl_put(const void *src, uint64_t bytes, const pol_decision *d, const 
                 return 0;
         }
     }
-    if (pl_store_put(src, (size_t)bytes, d, pl_mpi_slot(d), tok, err) != 0)
+    if (pl_store_put(src, (size_t)bytes, d, pl_store_route_unknown(d), tok, err) != 0)
         return -1;
     if (cache_buf) {
         pthread_mutex_lock(&pl_fan.lock);
@@ -256,15 +248,16 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
     pl_mpi_msg m = {.kind = PL_MPI_TOKEN, .bytes = bytes};
     psi_token first;
     bool have = false, ok = true;
+    int slot = pl_store_route_unknown(&d);
     for (int r = 0; r < n && ok; r++) {
         if (r == root)
             continue;
         if (!have) {
-            ok = pl_store_put(src, (size_t)bytes, &d, pl_mpi_slot(&d), &first, &err) == 0;
+            ok = pl_store_put(src, (size_t)bytes, &d, slot, &first, &err) == 0;
             m.tok = first;
             have = ok;
         } else if (pl_store_ref(&first, &d, &m.tok, &err) != 0) {
-            ok = pl_store_put(src, (size_t)bytes, &d, pl_mpi_slot(&d), &m.tok, &err) == 0;
+            ok = pl_store_put(src, (size_t)bytes, &d, slot, &m.tok, &err) == 0;
         }
         ok = ok && pl_mpi_msg_encode(&m, msgs + (size_t)r * PL_MPI_MSG_LEN, &err) == 0;
     }

@@ -140,10 +140,15 @@ static bool pl_url_is_remote(const char *url)
     return strncmp(url, "zmq://", 6) == 0 && url[6] && url[6] != '/' && url[6] != '?';
 }
 
+int pl_store_route_unknown(const pol_decision *d)
+{
+    return d && d->connector >= 0 ? d->connector + 1 : 0;
+}
+
 int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t peer_len)
 {
     if (d && d->connector >= 0)
-        return d->connector + 1; /* a rule named its connector */
+        return pl_store_route_unknown(d); /* a rule named its connector */
     static atomic_int told;
     if (!pl_g.cfg.route_fixed && pl_url_is_remote(pl_store_url(0)) &&
         pl_peer_is_local(peer, peer_len)) {

@@ -13,6 +13,11 @@
  * PSI_ROUTE=fixed; else the default (slot 0). */
 int pl_store_route(const pol_decision *d, const struct sockaddr *peer, socklen_t peer_len);
 
+/* The same for a channel that hides which peer gets the payload (MPI ranks,
+ * ZeroMQ sockets): the rule's connector, else the default store, as for a
+ * peer that may be on another host. */
+int pl_store_route_unknown(const pol_decision *d);
+
 /* Puts through a slot from pl_store_route; d gives lifetime and ttl. */
 int pl_store_put(const void *buf, size_t n, const pol_decision *d, int slot, psi_token *tok,
                  psi_err *err);

@@ -455,11 +455,8 @@ static int pl_zq_plan(void *s, pl_zsock *z, const void *buf, size_t n, int flags
             psi_token tok;
             psi_err err = {0};
             double t0 = pl_zq_now();
-            /* ZeroMQ hides which peer gets a frame: route as for a peer
-             * that may be on another host (the default store). */
-            struct sockaddr unknown = {.sa_family = AF_UNSPEC};
-            int slot = pl_store_route(&d, &unknown, sizeof unknown);
-            if (pl_store_put(buf, n, &d, slot, &tok, &err) == 0) {
+            /* ZeroMQ hides which peer gets a frame. */
+            if (pl_store_put(buf, n, &d, pl_store_route_unknown(&d), &tok, &err) == 0) {
                 PSI_STAT_ADD(put_ns, (uint64_t)((pl_zq_now() - t0) * 1e9));
                 int l = pl_zf_token_encode(&tok, p->frame, sizeof(p->frame), &err);
                 if (l > 0) {
