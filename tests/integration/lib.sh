@@ -247,6 +247,30 @@ same_bytes() {
     fi
 }
 
+# ---- commands and their output ----------------------------------------------
+
+# expect_exit WANT NAME CMD...: runs CMD, output to NAME.out / NAME.err.
+expect_exit() {
+    local want=$1 name=$2 rc=0
+    shift 2
+    "$@" >"$name.out" 2>"$name.err" </dev/null || rc=$?
+    if ((rc != want)); then
+        sed 's/^/    out| /' "$name.out"
+        sed 's/^/    err| /' "$name.err"
+        fail "'${*#"$ROOT"/}' exited with $rc, expected $want"
+    fi
+}
+
+# output_has NAME GREP-FLAGS PATTERN WHAT: NAME.out or NAME.err matches
+# PATTERN for `grep GREP-FLAGS` (-F, -E, -iE...). grep reads the files itself:
+# `cat | grep -q` fails under pipefail when grep stops reading early.
+output_has() {
+    grep -q "$2" -- "$3" "$1.out" "$1.err" || {
+        sed 's/^/    | /' "$1.out" "$1.err"
+        fail "$4: output does not match '$3'"
+    }
+}
+
 # ---- stats (PSI_STATS files) ---------------------------------------------
 
 STATS_KEYS="pid exe bytes_sent bytes_proxied tokens_sent tokens_resolved bytes_resolved inline_fallbacks errors put_seconds get_seconds"

@@ -7,25 +7,9 @@ source "$(dirname "$0")/lib.sh"
 EXAMPLE=$ROOT/docs/example.policy
 
 # expect_exit WANT NAME CMD...: runs CMD (stdout NAME.out, stderr NAME.err)
-# and fails unless it exits with WANT.
-expect_exit() {
-    local want=$1 name=$2 rc=0
-    shift 2
-    "$@" >"$name.out" 2>"$name.err" </dev/null || rc=$?
-    if ((rc != want)); then
-        sed 's/^/    out| /' "$name.out"
-        sed 's/^/    err| /' "$name.err"
-        fail "'${*#"$ROOT"/}' exited with $rc, expected $want"
-    fi
-}
 
 # has NAME FIXED-STRING WHAT: NAME.out or NAME.err contains the string.
-has() {
-    grep -qF -- "$2" "$1.out" "$1.err" || {
-        sed 's/^/    | /' "$1.out" "$1.err"
-        fail "$3: output does not contain '$2'"
-    }
-}
+has() { output_has "$1" -F "$2" "$3"; }
 
 # hasnt NAME FIXED-STRING WHAT
 hasnt() {

@@ -7,26 +7,8 @@ source "$(dirname "$0")/lib.sh"
 [[ -x $PSI_BIN ]] || fail "$PSI_BIN does not exist: run 'make all' first"
 version=$(sed -n 's/^VERSION *:= *//p' "$ROOT/Makefile")
 
-# expect_exit WANT NAME CMD...: runs CMD (stdout NAME.out, stderr NAME.err)
-# and fails unless it exits with WANT.
-expect_exit() {
-    local want=$1 name=$2 rc=0
-    shift 2
-    "$@" >"$name.out" 2>"$name.err" </dev/null || rc=$?
-    if ((rc != want)); then
-        sed 's/^/    out| /' "$name.out"
-        sed 's/^/    err| /' "$name.err"
-        fail "'${*#"$ROOT"/}' exited with $rc, expected $want"
-    fi
-}
-
 # has NAME REGEX WHAT: NAME.out or NAME.err matches REGEX (extended, any case).
-has() {
-    grep -qiE -- "$2" "$1.out" "$1.err" || {
-        sed 's/^/    | /' "$1.out" "$1.err"
-        fail "$3: output does not match /$2/"
-    }
-}
+has() { output_has "$1" -iE "$2" "$3"; }
 
 expect_exit 0 version "$PSI_BIN" --version
 has version "$version" "psi --version names version $version"

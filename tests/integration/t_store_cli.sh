@@ -16,27 +16,9 @@ need socat
 B=16777216
 STORE_DIR=${PSI_STORE#file://}
 
-# expect_exit WANT NAME CMD...: runs CMD, output to NAME.out / NAME.err.
-expect_exit() {
-    local want=$1 name=$2 rc=0
-    shift 2
-    "$@" >"$name.out" 2>"$name.err" </dev/null || rc=$?
-    if ((rc != want)); then
-        sed 's/^/    out| /' "$name.out"
-        sed 's/^/    err| /' "$name.err"
-        fail "'${*#"$ROOT"/}' exited with $rc, expected $want"
-    fi
-}
 
 # has NAME REGEX WHAT: NAME.out or NAME.err matches REGEX (extended).
-has() {
-    # grep reads the files itself: `cat | grep -q` fails under pipefail
-    # whenever grep stops reading before cat has written everything.
-    grep -qE -- "$2" "$1.out" "$1.err" || {
-        sed 's/^/    | /' "$1.out" "$1.err"
-        fail "$3: output does not match /$2/"
-    }
-}
+has() { output_has "$1" -E "$2" "$3"; }
 
 # jcheck FILE PYTHON-EXPR WHAT: the JSON in FILE (as `j`) satisfies EXPR.
 # `st(url)` is the store entry with that url.
