@@ -6,8 +6,6 @@ source "$(dirname "$0")/lib.sh"
 [[ -x $PSI_BIN ]] || fail "$PSI_BIN does not exist: run 'make all' first"
 EXAMPLE=$ROOT/docs/example.policy
 
-# expect_exit WANT NAME CMD...: runs CMD (stdout NAME.out, stderr NAME.err)
-
 # has NAME FIXED-STRING WHAT: NAME.out or NAME.err contains the string.
 has() { output_has "$1" -F "$2" "$3"; }
 
