@@ -213,6 +213,20 @@ static void rd_reply_done(void *r)
     rd_api.free_reply(r);
 }
 
+/* Evict-on-read: the object went with the GETDEL; its metadata goes now
+ * (best effort: it carries the TTL and expires anyway). */
+static void rd_drop_meta(st_redis *s, const rd_names *nm)
+{
+    rd_cmd c;
+    memset(&c, 0, sizeof c);
+    c.script = -1;
+    c.argc = 2;
+    RD_ARG(&c, 0, "DEL", 3);
+    RD_ARG(&c, 1, nm->meta, nm->meta_len);
+    if (rd_exec(s, nm->tag, nm->tag_len, &c, 1, NULL) == 0)
+        rd_free_replies(&c, 1);
+}
+
 static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_err *err)
 {
     enum rd_kind kind = rd_key_kind(tok->key, tok->key_len);
@@ -253,15 +267,8 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
         obj->len = first->len;
         obj->done = rd_reply_done;
         obj->done_ctx = first;
-        if (kind == RD_EVICT) {
-            memset(c, 0, sizeof c[0]);
-            c[0].script = -1;
-            c[0].argc = 2;
-            RD_ARG(&c[0], 0, "DEL", 3);
-            RD_ARG(&c[0], 1, nm.meta, nm.meta_len);
-            if (rd_exec(s, nm.tag, nm.tag_len, c, 1, NULL) == 0)
-                rd_free_replies(c, 1);
-        }
+        if (kind == RD_EVICT)
+            rd_drop_meta(s, &nm);
         return 0;
     }
 
@@ -315,15 +322,8 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
         }
         rd_free_replies(c, nc);
     }
-    if (kind == RD_EVICT) {
-        memset(c, 0, sizeof c[0]);
-        c[0].script = -1;
-        c[0].argc = 2;
-        RD_ARG(&c[0], 0, "DEL", 3);
-        RD_ARG(&c[0], 1, nm.meta, nm.meta_len);
-        if (rd_exec(s, nm.tag, nm.tag_len, c, 1, NULL) == 0)
-            rd_free_replies(c, 1);
-    }
+    if (kind == RD_EVICT)
+        rd_drop_meta(s, &nm);
     obj->data = buf;
     obj->len = size;
     obj->heap = buf;
