@@ -41,17 +41,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "psi_config.h"
 #include "psi_err.h"
 #include "psi_log.h"
 #include "psi_store.h"
-#include "psi_text.h"
 #include "st_shm.h"
 
 #define SHM_MAGIC "PSISHM1"       /* docs/protocol.md §5 */
 #define SHM_HDR 4096u             /* header bytes before the data */
 #define SHM_ALIGN (1u << 20)      /* data areas are whole MiB */
-#define SHM_VCHUNK (256u << 10)   /* checksummed piece: fits L2, docs/protocol.md §5a */
 #define SHM_MAX_SEGS 256          /* segments one process tracks */
 #define SHM_CACHE_BYTES (4ull << 30) /* idle foreign mappings kept */
 #define SHM_IDLE_MAX 600          /* seconds an unowned free segment waits */
@@ -148,53 +145,6 @@ static bool owner_alive(const shm_hdr *h)
     if (kill(h->owner_pid, 0) < 0 && errno == ESRCH)
         return false;
     return proc_start(h->owner_pid) == h->owner_start;
-}
-
-/* ---- names ---------------------------------------------------------------- */
-
-int st_shm_name_valid(const char *name, size_t len)
-{
-    /* s<hex pid>-<hex nonce>-<hex seq>: three hex groups, nothing else. */
-    if (len < 6 || len > ST_SHM_NAME_MAX || name[0] != 's')
-        return 0;
-    int groups = 1, digits = 0;
-    for (size_t i = 1; i < len; i++) {
-        char c = name[i];
-        if (c == '-') {
-            if (!digits || ++groups > 3)
-                return 0;
-            digits = 0;
-        } else if (psi_hex_digit_lower(c) >= 0) {
-            if (++digits > 16)
-                return 0;
-        } else {
-            return 0;
-        }
-    }
-    return groups == 3 && digits > 0;
-}
-
-int st_shm_key_parse(const char *key, size_t len, char name[ST_SHM_NAME_MAX + 1],
-                     uint64_t *gen)
-{
-    const char *dot = memchr(key, '.', len);
-    if (!dot || !st_shm_name_valid(key, (size_t)(dot - key)))
-        return -1;
-    size_t glen = len - (size_t)(dot - key) - 1;
-    if (glen == 0 || glen > 16)
-        return -1;
-    uint64_t g = 0;
-    for (size_t i = 0; i < glen; i++) {
-        char c = dot[1 + i];
-        int v = psi_hex_digit_lower(c);
-        if (v < 0)
-            return -1;
-        g = g << 4 | (uint64_t)v;
-    }
-    memcpy(name, key, (size_t)(dot - key));
-    name[dot - key] = '\0';
-    *gen = g;
-    return 0;
 }
 
 /* ---- header lock ---------------------------------------------------------- */
@@ -545,106 +495,6 @@ static shm_seg *seg_adopt(st_shm *s, uint64_t cap)
 
 /* ---- put ------------------------------------------------------------------ */
 
-/* Writes n bytes to the segment. The pages are shared and read later by
- * another process, so caching them here only evicts the sender's own data:
- * on x86-64 (SSE2 is part of the base ISA) they are written with streaming
- * stores, which skip the read-for-ownership of each destination line
- * (~1.3x faster here). Elsewhere, memcpy. */
-#if defined(__SSE2__)
-#include <emmintrin.h>
-static void copy_stream(uint8_t *dst, const uint8_t *src, size_t n)
-{
-    size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
-    if (head > n)
-        head = n;
-    memcpy(dst, src, head);
-    dst += head, src += head, n -= head;
-    __m128i *d = (__m128i *)dst;
-    const __m128i *sv = (const __m128i *)src;
-    for (; n >= 64; n -= 64, d += 4, sv += 4) {
-        __m128i a = _mm_loadu_si128(sv), b = _mm_loadu_si128(sv + 1);
-        __m128i c = _mm_loadu_si128(sv + 2), e = _mm_loadu_si128(sv + 3);
-        _mm_stream_si128(d, a);
-        _mm_stream_si128(d + 1, b);
-        _mm_stream_si128(d + 2, c);
-        _mm_stream_si128(d + 3, e);
-    }
-    memcpy(d, sv, n);
-}
-#define copy_fence() _mm_sfence()
-#else
-#define copy_stream(d, s, n) memcpy((d), (s), (n))
-#define copy_fence() ((void)0)
-#endif
-
-/* ---- checksums ------------------------------------------------------------ */
-
-/* An object's data area: the payload, then (64-byte aligned) one xxh3-64
- * per SHM_VCHUNK piece. The token's checksum is the anchor of that list
- * (docs/protocol.md §5a): a reader checks the list once against the token,
- * then each piece right before it is copied out, so the payload is read
- * from memory once instead of twice (hash, then copy). */
-static size_t vchunks(uint64_t size)
-{
-    return (size_t)((size + SHM_VCHUNK - 1) / SHM_VCHUNK);
-}
-
-static uint64_t list_off(uint64_t size)
-{
-    return (size + 63) & ~(uint64_t)63;
-}
-
-static uint64_t need_bytes(uint64_t size)
-{
-    return list_off(size) + vchunks(size) * sizeof(uint64_t);
-}
-
-static psi_hash128 anchor(const uint64_t *list, size_t n, uint64_t size)
-{
-    uint64_t head[3] = {0, SHM_VCHUNK, size};
-    memcpy(&head[0], "PSISUMV1", 8);
-    psi_hasher *h = psi_hasher_new();
-    if (!h) /* out of memory: a sum no token carries, so the read fails */
-        return (psi_hash128){0, 0};
-    psi_hasher_update(h, head, sizeof head);
-    psi_hasher_update(h, list, n * sizeof *list);
-    return psi_hasher_done(h);
-}
-
-static void list_of(const uint8_t *p, uint64_t size, uint64_t *list)
-{
-    for (size_t i = 0, n = vchunks(size); i < n; i++) {
-        uint64_t off = (uint64_t)i * SHM_VCHUNK;
-        list[i] = psi_hash64(p + off, size - off < SHM_VCHUNK ? size - off : SHM_VCHUNK);
-    }
-}
-
-psi_hash128 st_shm_sum(const void *buf, size_t len)
-{
-    uint64_t *list = malloc(vchunks(len) * sizeof *list + 1);
-    if (!list)
-        return (psi_hash128){0, 0};
-    list_of(buf, len, list);
-    psi_hash128 h = anchor(list, vchunks(len), len);
-    free(list);
-    return h;
-}
-
-/* Copies and checksums in one pass (DESIGN §8): each piece of the source is
- * hashed, then streamed into the segment while it is still in cache. The
- * checksum list goes after the payload. */
-static void copy_summed(uint8_t *dst, const uint8_t *src, size_t len, psi_hash128 *sum)
-{
-    uint64_t *list = (uint64_t *)(dst + list_off(len));
-    for (size_t i = 0, n = vchunks(len); i < n; i++) {
-        size_t off = i * SHM_VCHUNK, k = len - off < SHM_VCHUNK ? len - off : SHM_VCHUNK;
-        list[i] = psi_hash64(src + off, k);
-        copy_stream(dst + off, src + off, k);
-    }
-    copy_fence(); /* streamed stores are visible before the object is published */
-    *sum = anchor(list, vchunks(len), len);
-}
-
 /* Under s->lock: a new segment of `cap` data bytes, allocated and mapped
  * (the pages are faulted in now, once, not at every put). */
 static shm_seg *seg_create(st_shm *s, uint64_t cap, psi_err *err)
@@ -715,7 +565,7 @@ static shm_seg *seg_create(st_shm *s, uint64_t cap, psi_err *err)
  * after dropping free segments if the pool is over its budget. */
 static shm_seg *seg_claim(st_shm *s, size_t len, psi_err *err)
 {
-    uint64_t cap = (need_bytes(len) + SHM_ALIGN - 1) / SHM_ALIGN * SHM_ALIGN;
+    uint64_t cap = (st_shm_need_bytes(len) + SHM_ALIGN - 1) / SHM_ALIGN * SHM_ALIGN;
     shm_seg *best = NULL;
 
     for (size_t i = 0; i < s->nsegs; i++) {
@@ -811,7 +661,7 @@ static int st_shm_put(psi_store *base, const void *buf, size_t len, const psi_pu
         return -1;
 
     psi_hash128 sum;
-    copy_summed((uint8_t *)fresh->hdr + SHM_HDR, buf, len, &sum);
+    st_shm_copy_summed((uint8_t *)fresh->hdr + SHM_HDR, buf, len, &sum);
 
     uint64_t gen = 0;
     pthread_mutex_lock(&s->lock);
@@ -853,10 +703,10 @@ static int st_shm_put(psi_store *base, const void *buf, size_t len, const psi_pu
 static int shm_verify(void *ctx, size_t off, size_t len, psi_err *err)
 {
     shm_hold *hd = ctx;
-    size_t last = (off + len - 1) / SHM_VCHUNK;
+    size_t last = (off + len - 1) / ST_SHM_PIECE;
     for (; hd->upto <= last; hd->upto++) {
-        uint64_t o = (uint64_t)hd->upto * SHM_VCHUNK;
-        size_t k = hd->size - o < SHM_VCHUNK ? (size_t)(hd->size - o) : SHM_VCHUNK;
+        uint64_t o = (uint64_t)hd->upto * ST_SHM_PIECE;
+        size_t k = hd->size - o < ST_SHM_PIECE ? (size_t)(hd->size - o) : ST_SHM_PIECE;
         if (psi_hash64(hd->data + o, k) != hd->list[hd->upto])
             return psi_fail(err, EIO, "shm store: object in segment %s: bytes %" PRIu64
                             "..%" PRIu64 " do not match their checksum (corrupted segment)",
@@ -937,7 +787,7 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
         if (h->gen != gen || h->state != SHM_READY)
             psi_fail(err, ENOENT, "shm store: object %.*s is gone (resolved already, expired, "
                      "or removed by psi gc)", (int)tok->key_len, tok->key);
-        else if (h->size != tok->size || need_bytes(h->size) > h->capacity)
+        else if (h->size != tok->size || st_shm_need_bytes(h->size) > h->capacity)
             psi_fail(err, EIO, "shm store: object %.*s is %" PRIu64 " bytes, token says %" PRIu64,
                      (int)tok->key_len, tok->key, h->size, tok->size);
         else {
@@ -956,7 +806,7 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
         return -1;
     }
     const uint8_t *data = (const uint8_t *)g->hdr + SHM_HDR;
-    size_t n = vchunks(tok->size);
+    size_t n = st_shm_pieces(tok->size);
     *hd = (shm_hold){.s = s, .seg = g, .gen = gen, .pid = getpid(), .data = data,
                      .size = tok->size, .list = malloc(n * sizeof(uint64_t) + 1)};
     obj->data = data;
@@ -969,8 +819,8 @@ static int st_shm_get(psi_store *base, const psi_token *tok, psi_obj *obj, psi_e
         psi_obj_release(obj);
         return psi_fail(err, ENOMEM, "shm store: out of memory");
     }
-    memcpy(hd->list, data + list_off(tok->size), n * sizeof(uint64_t));
-    psi_hash128 a = anchor(hd->list, n, tok->size);
+    memcpy(hd->list, data + st_shm_list_off(tok->size), n * sizeof(uint64_t));
+    psi_hash128 a = st_shm_anchor(hd->list, n, tok->size);
     if (a.lo != tok->sum.lo || a.hi != tok->sum.hi) {
         psi_obj_release(obj);
         return psi_fail(err, EIO, "shm store: object %.*s: checksum list does not match the "
@@ -1130,56 +980,6 @@ static void shm_atexit(void)
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&shm_all_lock);
-}
-
-int st_shm_parse_url(const char *url, char dir[PATH_MAX], uint64_t *max_bytes,
-                     uint64_t *keep_bytes, psi_err *err)
-{
-    const char *p = url + strlen("shm://");
-    *max_bytes = 0;
-    *keep_bytes = UINT64_MAX;
-    if (strncmp(url, "shm://", 6) != 0)
-        return psi_fail(err, EINVAL, "PSI_STORE: '%s' is not a shm:// URL", url);
-    const char *q = strchr(p, '?');
-    size_t plen = q ? (size_t)(q - p) : strlen(p);
-    if (plen > 0) {
-        if (p[0] != '/')
-            return psi_fail(err, EINVAL, "PSI_STORE: malformed URL '%s' (expected shm:// or "
-                            "shm:///absolute/dir on a tmpfs)", url);
-        if (plen >= PATH_MAX - ST_SHM_NAME_MAX - 2)
-            return psi_fail(err, ENAMETOOLONG, "PSI_STORE: directory in '%s' is too long", url);
-        memcpy(dir, p, plen);
-        while (plen > 1 && dir[plen - 1] == '/')
-            plen--;
-        dir[plen] = '\0';
-    } else {
-        dir[0] = '\0';
-    }
-    while (q && *q) {
-        q++;
-        const char *amp = strchr(q, '&');
-        size_t n = amp ? (size_t)(amp - q) : strlen(q);
-        char opt[64];
-        if (n == 0 || n >= sizeof opt)
-            return psi_fail(err, EINVAL, "PSI_STORE: bad option in '%s'", url);
-        memcpy(opt, q, n);
-        opt[n] = '\0';
-        bool is_max = strncmp(opt, "max=", 4) == 0, is_keep = strncmp(opt, "keep=", 5) == 0;
-        if (!is_max && !is_keep)
-            return psi_fail(err, EINVAL, "PSI_STORE: unknown option '%s' in '%s' (known: max, "
-                            "keep)", opt, url);
-        const char *val = opt + (is_max ? 4 : 5);
-        uint64_t v = 0;
-        psi_err e;
-        if (is_keep && strcmp(val, "0") == 0)
-            v = 0; /* keep nothing: psi_parse_size refuses 0 */
-        else if (psi_parse_size(val, &v, &e) < 0)
-            return psi_fail(err, EINVAL, "PSI_STORE: %s in '%s': %s", is_max ? "max" : "keep",
-                            url, e.msg);
-        *(is_max ? max_bytes : keep_bytes) = v;
-        q = amp;
-    }
-    return 0;
 }
 
 /* The default pool budget: a quarter of the tmpfs, at most 8 GiB. */
