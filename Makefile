@@ -15,7 +15,10 @@ PICFLAGS := -fPIC -fvisibility=hidden
 LIBS    := -lxxhash -ldl -lpthread -lm
 
 CORE_SRC    := $(sort $(wildcard store/*.c policy/*.c))
-PRELOAD_SRC := $(sort $(wildcard preload/*.c))
+# The MPI logic is compiled once per MPI ABI (below), not with the rest.
+MPI_LOGIC_SRC := preload/pl_mpi.c preload/pl_mpi_ops.c preload/pl_mpi_recv.c \
+                 preload/pl_mpi_send.c preload/pl_mpi_wait.c
+PRELOAD_SRC := $(filter-out $(MPI_LOGIC_SRC),$(sort $(wildcard preload/*.c)))
 TOOLS_SRC   := $(sort $(wildcard tools/*.c))
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
 HDRS        := $(wildcard store/*.h policy/*.h preload/*.h tools/*.h)
@@ -48,12 +51,40 @@ $(CORE_OBJ) $(PRELOAD_OBJ) $(TOOLS_OBJ): $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PICFLAGS) -c $< -o $@
 
-# The MPI hooks need MPICH's mpi.h (build time only: the library binds
-# PMPI_* at run time and has no link-time MPI dependency). Without it
-# they compile to nothing.
-MPI_CFLAGS := $(shell pkg-config --cflags mpich 2>/dev/null)
-$(B)/obj/preload/pl_mpi.o $(B)/obj/preload/pl_mpi_%.o $(B)/obj/preload/pl_hooks_mpi.o \
-$(B)/san/preload/pl_mpi.o $(B)/san/preload/pl_mpi_%.o $(B)/san/preload/pl_hooks_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+# MPI (docs/mpi.md). The logic (MPI_LOGIC_SRC) is compiled against each
+# ABI's mpi.h that pkg-config finds: MPICH's (libmpich-dev) and Open MPI's
+# (libopenmpi-dev). Build time only: the library binds PMPI_* at run time
+# and has no link-time MPI dependency. Each ABI's objects are linked into
+# one relocatable object whose names are all made local except its table,
+# pl_mpi_ops_<abi> (objcopy -G), so both copies live in the library with
+# the same source names. MPI_ABIS="mpich" (say) builds fewer; with none,
+# the hooks pass every MPI call through.
+MPI_ABIS ?= mpich ompi
+MPI_PC_mpich := mpich
+MPI_PC_ompi  := ompi-c
+MPI_BUILT := $(foreach a,$(MPI_ABIS),$(if $(shell pkg-config --exists $(MPI_PC_$(a)) 2>/dev/null && echo y),$(a)))
+MPI_OBJ     := $(MPI_BUILT:%=$(B)/obj/mpi-%.o)
+SAN_MPI_OBJ := $(MPI_BUILT:%=$(B)/san/mpi-%.o)
+# The hooks are built for the set of ABIs; the stamp's name is that set,
+# so a new set rebuilds them.
+MPI_STAMP := $(B)/obj/mpi-abis$(subst $(eval) ,,$(MPI_BUILT:%=-%)).stamp
+$(MPI_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(B)/obj/mpi-abis*.stamp && touch $@
+$(B)/obj/preload/pl_hooks_mpi.o $(B)/san/preload/pl_hooks_mpi.o: $(MPI_STAMP)
+$(B)/obj/preload/pl_hooks_mpi.o $(B)/san/preload/pl_hooks_mpi.o: \
+    CPPFLAGS += $(if $(filter mpich,$(MPI_BUILT)),-DPL_HAVE_MPICH) $(if $(filter ompi,$(MPI_BUILT)),-DPL_HAVE_OMPI)
+
+# mpi_abi,ABI,DIR,FLAGS: the logic objects of ABI under DIR (obj or san).
+define mpi_abi
+$$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o): $$(B)/$(2)/mpi/$(1)/%.o: %.c $$(HDRS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS_ALL) $$(shell pkg-config --cflags $$(MPI_PC_$(1))) $$(CPPFLAGS) $(3) $$(WARN) $$(PICFLAGS) -c $$< -o $$@
+$$(B)/$(2)/mpi-$(1).o: $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o)
+	$$(LD) -r -o $$@.tmp $$^
+	objcopy -G pl_mpi_ops_$(1) $$@.tmp $$@ && rm -f $$@.tmp
+endef
+$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),obj,$$(CFLAGS))))
+$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),san,$$(SAN_FLAGS))))
 
 # The AVX2 build of xxh3 (store/psi_hash.h): this one file only, called
 # only after the CPU said it has AVX2.
@@ -69,13 +100,14 @@ $(B)/libpsicore.a: $(CORE_OBJ)
 	@mkdir -p $(B)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/libpsinterpose.so: $(PRELOAD_OBJ) $(B)/libpsicore.a
-	$(CC) -shared -o $@ $(PRELOAD_OBJ) $(B)/libpsicore.a $(LDFLAGS) $(LIBS) \
+$(B)/libpsinterpose.so: $(PRELOAD_OBJ) $(MPI_OBJ) $(B)/libpsicore.a
+	$(CC) -shared -o $@ $(PRELOAD_OBJ) $(MPI_OBJ) $(B)/libpsicore.a $(LDFLAGS) $(LIBS) \
 	    -Wl,-z,defs -Wl,-soname,libpsinterpose.so
 
 # The ASan+UBSan build of the preload library, for integration-san.
-$(B)/san/libpsinterpose.so: $(SAN_PRELOAD) $(SAN_CORE)
-	$(CC) -shared -fsanitize=address,undefined -o $@ $(SAN_PRELOAD) $(SAN_CORE) $(LDFLAGS) $(LIBS) \
+$(B)/san/libpsinterpose.so: $(SAN_PRELOAD) $(SAN_MPI_OBJ) $(SAN_CORE)
+	$(CC) -shared -fsanitize=address,undefined -o $@ $(SAN_PRELOAD) $(SAN_MPI_OBJ) $(SAN_CORE) \
+	    $(LDFLAGS) $(LIBS) \
 	    -Wl,-z,defs -Wl,-soname,libpsinterpose.so
 
 $(B)/psi: $(TOOLS_OBJ) $(B)/libpsicore.a

@@ -16,11 +16,9 @@
  *
  * This file: binding, the stash and the request table, datatypes,
  * delivery and completion. Sends and Bcast are in pl_mpi_send.c, receives
- * and probes in pl_mpi_recv.c, Wait/Test in pl_mpi_wait.c, the exported
- * symbols in pl_hooks_mpi.c. */
-#include "pl_mpi.h"
-
-#ifdef PL_HAVE_MPI
+ * and probes in pl_mpi_recv.c, Wait/Test in pl_mpi_wait.c, the entry
+ * points' table in pl_mpi_ops.c, the exported symbols in pl_hooks_mpi.c.
+ * Compiled once per MPI ABI (pl_mpi.h); what differs is in pl_mpi_abi.h. */
 #include "pl_mpi_int.h"
 
 #include <dlfcn.h>
@@ -38,15 +36,16 @@
 #include "psi_stats.h"
 
 pl_mpi_real_table pl_mpi_real;
+#ifdef PL_MPI_ABI_OMPI
+pl_ompi_objs pl_ompi_obj;
+char pl_ompi_fake_msgs[PL_OMPI_FAKE_SPAN];
+#endif
 
-/* pl_mpi.h spells MPICH's types without mpi.h. */
-_Static_assert(__builtin_types_compatible_p(MPI_Comm, pl_mpi_handle) &&
-                   __builtin_types_compatible_p(MPI_Datatype, pl_mpi_handle) &&
-                   __builtin_types_compatible_p(MPI_Request, pl_mpi_handle) &&
-                   __builtin_types_compatible_p(MPI_Message, pl_mpi_handle) &&
-                   __builtin_types_compatible_p(MPI_Count, pl_mpi_count) &&
-                   MPI_ERR_INTERN == PL_MPI_ERR_INTERN,
-               "mpi.h is not MPICH's: the MPI hooks speak the MPICH ABI");
+/* pl_mpi.h passes handles at register width and counts as int64_t. */
+_Static_assert(sizeof(MPI_Comm) <= sizeof(pl_h) && sizeof(MPI_Datatype) <= sizeof(pl_h) &&
+                   sizeof(MPI_Request) <= sizeof(pl_h) && sizeof(MPI_Message) <= sizeof(pl_h) &&
+                   sizeof(MPI_Count) == sizeof(pl_mpi_count),
+               "an MPI handle does not fit in a register");
 
 /* ---- binding -------------------------------------------------------------- */
 
@@ -58,7 +57,7 @@ static atomic_bool pl_mpi_bound; /* read on every call: no pthread_once then */
  * the library is already mapped and RTLD_NOLOAD finds it by soname. */
 static void *pl_mpi_sym(const char *name)
 {
-    static const char *const libs[] = {"libmpi.so.12", "libmpich.so.12", "libmpi.so.40"};
+    static const char *const libs[] = PL_MPI_SONAMES;
     void *p = dlsym(RTLD_NEXT, name);
     for (size_t i = 0; !p && i < sizeof libs / sizeof libs[0]; i++) {
         void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
@@ -77,9 +76,16 @@ static void pl_mpi_bind_all(void)
         missing = "PMPI_" #name;
     PL_MPI_REAL(PL_MPI_BIND)
 #undef PL_MPI_BIND
+#ifdef PL_MPI_ABI_OMPI
+#define PL_OMPI_BIND(name)                                        \
+    if (!(pl_ompi_obj.name = pl_mpi_sym(#name)) && !missing)      \
+        missing = #name;
+    PL_OMPI_OBJS(PL_OMPI_BIND)
+#undef PL_OMPI_BIND
+#endif
     if (missing) {
-        psi_log(PSI_LOG_ERROR, "MPI: %s not found in this process (psinterpose supports "
-                "the MPICH 4 ABI: Debian package libmpich12)", missing);
+        psi_log(PSI_LOG_WARN, "MPI: %s not found in this %s library; MPI calls pass "
+                "through untouched", missing, PL_MPI_ABI_NAME);
         return;
     }
     atomic_store_explicit(&pl_mpi_bound, true, memory_order_release);
@@ -91,31 +97,6 @@ bool pl_mpi_bind(void)
         return true;
     pthread_once(&pl_mpi_bind_once, pl_mpi_bind_all);
     return atomic_load_explicit(&pl_mpi_bound, memory_order_acquire);
-}
-
-static pthread_once_t pl_mpi_abi_once = PTHREAD_ONCE_INIT;
-static atomic_int pl_mpi_abi; /* 0 not known yet, 1 MPICH, 2 foreign */
-
-/* Open MPI (libmpi.so.40) is the other ABI on Linux; it exports its
- * predefined objects under these names. Everything else we meet (MPICH,
- * Intel MPI, MVAPICH) shares MPICH's. */
-static void pl_mpi_abi_detect(void)
-{
-    bool foreign = dlsym(RTLD_DEFAULT, "ompi_mpi_comm_world") != NULL ||
-                   pl_mpi_sym("ompi_mpi_comm_world") != NULL;
-    if (foreign)
-        psi_log(PSI_LOG_INFO, "MPI: Open MPI ABI; MPI calls pass through untouched");
-    atomic_store_explicit(&pl_mpi_abi, foreign ? 2 : 1, memory_order_release);
-}
-
-bool pl_mpi_foreign(void)
-{
-    int abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
-    if (!abi) {
-        pthread_once(&pl_mpi_abi_once, pl_mpi_abi_detect);
-        abi = atomic_load_explicit(&pl_mpi_abi, memory_order_acquire);
-    }
-    return abi == 2;
 }
 
 /* ---- shared state: the stash, matched-message handles, requests ----------- */
@@ -137,7 +118,7 @@ bool pl_mpi_have_reqs(void)
 
 static unsigned pl_req_bucket(MPI_Request h)
 {
-    return ((unsigned)h * 2654435761u) >> 24 & (PL_REQ_BUCKETS - 1);
+    return pl_mpi_req_hash(h) >> 24 & (PL_REQ_BUCKETS - 1);
 }
 
 void pl_mpi_req_add(pl_mpi_req *r)
@@ -169,7 +150,7 @@ static pl_mpi_req *pl_req_take(MPI_Request h, bool all)
 
 pl_mpi_pat pl_mpi_pat_of(MPI_Comm comm, int source, int tag)
 {
-    return (pl_mpi_pat){.comm = (uint64_t)(uint32_t)comm, .source = source, .tag = tag,
+    return (pl_mpi_pat){.comm = pl_mpi_comm_key(comm), .source = source, .tag = tag,
                         .any_source = source == MPI_ANY_SOURCE, .any_tag = tag == MPI_ANY_TAG};
 }
 
@@ -240,15 +221,6 @@ uint64_t pl_mpi_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size)
     return (uint64_t)count * (uint64_t)s;
 }
 
-/* Every receive asks this: read MPICH's status fields (a byte count in
- * count_lo and the upper bits of count_hi_and_cancelled, above the
- * cancelled bit) rather than pay a library call. */
-uint64_t pl_mpi_status_bytes(const MPI_Status *st)
-{
-    return (uint64_t)(uint32_t)st->count_lo |
-           (uint64_t)((uint32_t)st->count_hi_and_cancelled >> 1) << 32;
-}
-
 void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes)
 {
     st->MPI_SOURCE = source;
@@ -298,8 +270,8 @@ static int pl_unpack(const void *src, uint64_t n, const psi_obj *obj, void *buf,
         take = (uint64_t)full * (uint64_t)size;
         if (obj && psi_obj_verify(obj, 0, take, &err) != 0)
             goto bad;
-        if (full > 0 && R(Unpack_c)(src, (MPI_Count)take, &pos, buf, full, type, comm) !=
-                            MPI_SUCCESS)
+        if (full > 0 &&
+            pl_mpi_unpack_x(src, (MPI_Count)take, &pos, buf, full, type, comm) != MPI_SUCCESS)
             return MPI_ERR_OTHER;
     }
     *written = take;
@@ -368,7 +340,7 @@ static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype typ
         return buf;
     MPI_Count k = (MPI_Count)((PL_MPI_MSG_LEN + (uint64_t)size - 1) / (uint64_t)size), pos = 0;
     *tmp = malloc((size_t)k * (size_t)size);
-    if (!*tmp || R(Pack_c)(buf, k, type, *tmp, k * size, &pos, comm) != MPI_SUCCESS) {
+    if (!*tmp || pl_mpi_pack_x(buf, k, type, *tmp, k * size, &pos, comm) != MPI_SUCCESS) {
         free(*tmp);
         *tmp = NULL;
         return NULL;
@@ -552,19 +524,18 @@ int pl_mpi_request_free(MPI_Request *req)
 MPI_Message pl_mpi_matched_handle(pl_mpi_ent *e)
 {
     pthread_mutex_lock(&pl_mpi_lock);
-    pl_mpi_next_handle = (pl_mpi_next_handle + 1) & ~PL_MPI_FAKE_MASK;
-    uint32_t h = PL_MPI_FAKE_BASE | pl_mpi_next_handle;
-    e->handle = h;
+    pl_mpi_next_handle = pl_mpi_fake_next(pl_mpi_next_handle);
+    e->handle = pl_mpi_next_handle;
     pl_mpi_stash_push(&pl_mpi_matched, e);
     pthread_mutex_unlock(&pl_mpi_lock);
-    return (MPI_Message)h;
+    return pl_mpi_fake_msg(e->handle);
 }
 
-pl_mpi_ent *pl_mpi_matched_take(MPI_Message m)
+pl_mpi_ent *pl_mpi_matched_take(uint32_t handle)
 {
     pthread_mutex_lock(&pl_mpi_lock);
     pl_mpi_ent *prev = NULL, *e;
-    for (e = pl_mpi_matched.head; e && e->handle != (uint32_t)m; prev = e, e = e->next)
+    for (e = pl_mpi_matched.head; e && e->handle != handle; prev = e, e = e->next)
         ;
     if (e) {
         if (prev)
@@ -578,5 +549,3 @@ pl_mpi_ent *pl_mpi_matched_take(MPI_Message m)
     pthread_mutex_unlock(&pl_mpi_lock);
     return e;
 }
-
-#endif /* PL_HAVE_MPI */

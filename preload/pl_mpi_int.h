@@ -1,11 +1,14 @@
 /* pl_mpi_int: what the MPI logic files share (pl_mpi.c core, pl_mpi_send.c,
- * pl_mpi_recv.c, pl_mpi_wait.c). Needs MPICH's mpi.h. */
+ * pl_mpi_recv.c, pl_mpi_wait.c, pl_mpi_ops.c). They are compiled once per
+ * MPI ABI (pl_mpi.h), against that ABI's mpi.h, and each copy's names stay
+ * inside it (Makefile: objcopy -G). */
 #ifndef PL_MPI_INT_H
 #define PL_MPI_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pl_mpi.h"
 #include "pl_mpi_msg.h"
 #include "pl_mpi_real.h"
 
@@ -51,7 +54,8 @@ void pl_mpi_q_push(pl_mpi_ent *e);
 bool pl_mpi_q_probe(MPI_Comm comm, int source, int tag, MPI_Status *st);
 /* Handles of ours for messages an Mprobe took (pl_mpi_msg.h). */
 MPI_Message pl_mpi_matched_handle(pl_mpi_ent *e);
-pl_mpi_ent *pl_mpi_matched_take(MPI_Message m);
+/* The entry of our handle number `handle` (pl_mpi_is_fake_msg), taken out. */
+pl_mpi_ent *pl_mpi_matched_take(uint32_t handle);
 
 /* ---- datatypes, statuses, errors (pl_mpi.c) ---- */
 
@@ -60,8 +64,6 @@ bool pl_mpi_contiguous(MPI_Datatype type, MPI_Count size);
 /* Packed bytes of (count, type), 0 if unknown or empty; *size the type's. */
 uint64_t pl_mpi_bytes(MPI_Count count, MPI_Datatype type, MPI_Count *size);
 void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes);
-/* The bytes a status reports (MPICH's fields, no call). */
-uint64_t pl_mpi_status_bytes(const MPI_Status *st);
 /* Calls the communicator's error handler, as MPI does for its own errors
  * (the default handler aborts the job), and returns code. */
 int pl_mpi_error(MPI_Comm comm, int code);
@@ -100,5 +102,52 @@ int pl_mpi_done_request(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype 
  * message into msg. 1: send msg instead; 0: send the real message. */
 int pl_mpi_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int dest,
                     MPI_Comm comm, uint8_t msg[PL_MPI_MSG_LEN]);
+/* The packed payload of (buf, count, type): buf itself when contiguous,
+ * else a copy in *heap. NULL on failure. */
+const void *pl_mpi_pack(const void *buf, MPI_Count count, MPI_Datatype type, MPI_Count size,
+                        uint64_t bytes, MPI_Comm comm, void **heap);
+
+/* ---- the entry points, in this ABI's types (pl_mpi_ops.c adapts them) ---- */
+
+/* Requests we must finish at completion (Wait/Test): true while any exist,
+ * so the completion wrappers skip all bookkeeping otherwise. */
+bool pl_mpi_have_reqs(void);
+
+int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, int dest,
+                int tag, MPI_Comm comm, MPI_Request *req, bool large);
+int pl_mpi_recv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
+                MPI_Comm comm, MPI_Status *status, bool large);
+int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
+                 MPI_Comm comm, MPI_Request *req, bool large);
+int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
+                     MPI_Comm comm, MPI_Request *req, bool large);
+int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                    int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
+                    int rtag, MPI_Comm comm, MPI_Status *status, bool large);
+int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int dest,
+                            int stag, int source, int rtag, MPI_Comm comm, MPI_Status *status,
+                            bool large);
+#if PL_MPI_LARGE
+int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int dest,
+                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
+                     int rtag, MPI_Comm comm, MPI_Request *req, bool large, bool replace);
+#endif
+int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status);
+int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message,
+                  MPI_Status *status);
+int pl_mpi_mrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
+                 MPI_Status *status, bool large);
+int pl_mpi_imrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
+                  MPI_Request *req, bool large);
+int pl_mpi_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Comm comm,
+                 bool large);
+int pl_mpi_request_free(MPI_Request *req);
+int pl_mpi_cancel(MPI_Request *req);
+int pl_mpi_wait(MPI_Request *req, MPI_Status *status);
+int pl_mpi_test(MPI_Request *req, int *flag, MPI_Status *status);
+int pl_mpi_waitany(int n, MPI_Request reqs[], int *index, int *flag, MPI_Status *status);
+int pl_mpi_waitall(int n, MPI_Request reqs[], int *flag, MPI_Status *statuses);
+int pl_mpi_waitsome(int n, MPI_Request reqs[], int *outcount, int indices[],
+                    MPI_Status *statuses, bool test);
 
 #endif

@@ -4,9 +4,6 @@
  * pl_mpi.c), then goes straight into the application's buffer; a token
  * that lands there is resolved in place (pl_mpi_after_recv), now for a
  * blocking call, at completion for a nonblocking one. */
-#include "pl_mpi.h"
-
-#ifdef PL_HAVE_MPI
 #include "pl_mpi_int.h"
 
 #include <stdlib.h>
@@ -20,8 +17,8 @@
 static int pl_real_recv(void *buf, MPI_Count c, MPI_Datatype t, int source, int tag,
                         MPI_Comm comm, MPI_Status *st, bool large)
 {
-    return large ? R(Recv_c)(buf, c, t, source, tag, comm, st)
-                 : R(Recv)(buf, (int)c, t, source, tag, comm, st);
+    return PL_LARGE(large, R(Recv_c)(buf, c, t, source, tag, comm, st),
+                    R(Recv)(buf, (int)c, t, source, tag, comm, st));
 }
 
 int pl_mpi_recv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
@@ -54,8 +51,8 @@ int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int 
     pl_mpi_ent *e = pl_mpi_q_take(comm, source, tag);
     if (e)
         return pl_mpi_done_request(e, buf, count, type, comm, req);
-    int rc = large ? R(Irecv_c)(buf, count, type, source, tag, comm, req)
-                   : R(Irecv)(buf, (int)count, type, source, tag, comm, req);
+    int rc = PL_LARGE(large, R(Irecv_c)(buf, count, type, source, tag, comm, req),
+                      R(Irecv)(buf, (int)count, type, source, tag, comm, req));
     if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
         pl_mpi_watch_recv(buf, count, type, comm, *req, false);
     return rc;
@@ -68,8 +65,8 @@ int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, 
 {
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
-    int rc = large ? R(Recv_init_c)(buf, count, type, source, tag, comm, req)
-                   : R(Recv_init)(buf, (int)count, type, source, tag, comm, req);
+    int rc = PL_LARGE(large, R(Recv_init_c)(buf, count, type, source, tag, comm, req),
+                      R(Recv_init)(buf, (int)count, type, source, tag, comm, req));
     if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
         pl_mpi_watch_recv(buf, count, type, comm, *req, true);
     return rc;
@@ -92,10 +89,11 @@ static int pl_sendrecv_do(const void *sbuf, MPI_Count scount, MPI_Datatype stype
         /* The receive half is served already; the send half keeps
          * Sendrecv's progress guarantee through a receive from nowhere,
          * and has taken its bytes (even from rbuf) before e lands there. */
-        rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, NULL, 0, MPI_BYTE,
-                                   MPI_PROC_NULL, 0, comm, &st)
-                   : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, NULL, 0, MPI_BYTE,
-                                 MPI_PROC_NULL, 0, comm, &st);
+        rc = PL_LARGE(large,
+                      R(Sendrecv_c)(sbuf, scount, stype, dest, stag, NULL, 0, MPI_BYTE,
+                                    MPI_PROC_NULL, 0, comm, &st),
+                      R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, NULL, 0, MPI_BYTE,
+                                  MPI_PROC_NULL, 0, comm, &st));
         if (rc != MPI_SUCCESS) {
             pl_mpi_ent_free(e);
             return rc;
@@ -103,15 +101,17 @@ static int pl_sendrecv_do(const void *sbuf, MPI_Count scount, MPI_Datatype stype
         rc = pl_mpi_deliver_ent(e, rbuf, rcount, rtype, comm, &st);
     } else {
         if (replace)
-            rc = large ? R(Sendrecv_replace_c)(rbuf, rcount, rtype, dest, stag, source, rtag,
-                                               comm, &st)
-                       : R(Sendrecv_replace)(rbuf, (int)rcount, rtype, dest, stag, source, rtag,
-                                             comm, &st);
+            rc = PL_LARGE(large,
+                          R(Sendrecv_replace_c)(rbuf, rcount, rtype, dest, stag, source, rtag,
+                                                comm, &st),
+                          R(Sendrecv_replace)(rbuf, (int)rcount, rtype, dest, stag, source,
+                                              rtag, comm, &st));
         else
-            rc = large ? R(Sendrecv_c)(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype,
-                                       source, rtag, comm, &st)
-                       : R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, rbuf, (int)rcount,
-                                     rtype, source, rtag, comm, &st);
+            rc = PL_LARGE(large,
+                          R(Sendrecv_c)(sbuf, scount, stype, dest, stag, rbuf, rcount, rtype,
+                                        source, rtag, comm, &st),
+                          R(Sendrecv)(sbuf, (int)scount, stype, dest, stag, rbuf, (int)rcount,
+                                      rtype, source, rtag, comm, &st));
         if (rc != MPI_SUCCESS || source == MPI_PROC_NULL) {
             pl_mpi_status_out(status, &st);
             return rc;
@@ -152,6 +152,7 @@ int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int d
                           status, large, true);
 }
 
+#if PL_MPI_LARGE /* MPI_Isendrecv is MPI-4 */
 /* Nonblocking send-receive: the token message (if any) lives in the
  * request's entry; the receive half is resolved at completion, or was
  * served from the stash and is delivered then. */
@@ -210,6 +211,7 @@ int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int
     pl_mpi_req_add(r);
     return rc;
 }
+#endif
 
 /* ---- probes --------------------------------------------------------------- */
 
@@ -228,12 +230,12 @@ static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm, uint64_t bytes)
         e->big_len = bytes;
     }
     if ((bytes != PL_MPI_MSG_LEN && !e->big) ||
-        R(Mrecv_c)(e->big ? (void *)e->big : e->raw, (MPI_Count)bytes, MPI_BYTE, m, &st) !=
+        pl_mpi_mrecv_bytes(e->big ? (void *)e->big : e->raw, (MPI_Count)bytes, m, &st) !=
             MPI_SUCCESS) {
         pl_mpi_ent_free(e);
         return NULL;
     }
-    e->comm = (uint64_t)(uint32_t)comm;
+    e->comm = pl_mpi_comm_key(comm);
     e->source = st.MPI_SOURCE;
     e->tag = st.MPI_TAG;
     psi_err err = {0};
@@ -310,19 +312,20 @@ int pl_mpi_mrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *mes
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
     MPI_Status st;
-    if (pl_mpi_fake_handle((uint32_t)*message)) {
-        pl_mpi_ent *e = pl_mpi_matched_take(*message);
+    uint32_t ours;
+    if (pl_mpi_is_fake_msg(*message, &ours)) {
+        pl_mpi_ent *e = pl_mpi_matched_take(ours);
         if (!e)
             return pl_mpi_error(MPI_COMM_WORLD, MPI_ERR_REQUEST);
-        MPI_Comm comm = (MPI_Comm)(uint32_t)e->comm;
+        MPI_Comm comm = pl_mpi_comm_of_key(e->comm);
         *message = MPI_MESSAGE_NULL;
         int rc = pl_mpi_deliver_ent(e, buf, count, type, comm, &st);
         pl_mpi_status_out(status, &st);
         return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
     }
     bool noproc = *message == MPI_MESSAGE_NO_PROC;
-    int rc = large ? R(Mrecv_c)(buf, count, type, message, &st)
-                   : R(Mrecv)(buf, (int)count, type, message, &st);
+    int rc = PL_LARGE(large, R(Mrecv_c)(buf, count, type, message, &st),
+                      R(Mrecv)(buf, (int)count, type, message, &st));
     /* Our Mprobe captured every PL_MPI_MSG_LEN-byte message, so a real
      * handle is never a token; a message MPI matched for someone else
      * (PMPI_Mprobe from a tool loaded after us) still is checked. */
@@ -337,19 +340,18 @@ int pl_mpi_imrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *me
 {
     if (!pl_mpi_bind())
         return MPI_ERR_INTERN;
-    if (pl_mpi_fake_handle((uint32_t)*message)) {
-        pl_mpi_ent *e = pl_mpi_matched_take(*message);
+    uint32_t ours;
+    if (pl_mpi_is_fake_msg(*message, &ours)) {
+        pl_mpi_ent *e = pl_mpi_matched_take(ours);
         if (!e)
             return pl_mpi_error(MPI_COMM_WORLD, MPI_ERR_REQUEST);
         *message = MPI_MESSAGE_NULL;
-        return pl_mpi_done_request(e, buf, count, type, (MPI_Comm)(uint32_t)e->comm, req);
+        return pl_mpi_done_request(e, buf, count, type, pl_mpi_comm_of_key(e->comm), req);
     }
     bool noproc = *message == MPI_MESSAGE_NO_PROC;
-    int rc = large ? R(Imrecv_c)(buf, count, type, message, req)
-                   : R(Imrecv)(buf, (int)count, type, message, req);
+    int rc = PL_LARGE(large, R(Imrecv_c)(buf, count, type, message, req),
+                      R(Imrecv)(buf, (int)count, type, message, req));
     if (rc == MPI_SUCCESS && !noproc)
         pl_mpi_watch_recv(buf, count, type, MPI_COMM_WORLD, *req, false);
     return rc;
 }
-
-#endif /* PL_HAVE_MPI */

@@ -4,9 +4,6 @@
  * datatype is not contiguous, put into the store, and replaced by a token
  * message of PL_MPI_MSG_LEN bytes on the same communicator, tag and
  * destination, so MPI's matching order is the application's. */
-#include "pl_mpi.h"
-
-#ifdef PL_HAVE_MPI
 #include "pl_mpi_int.h"
 
 #include <pthread.h>
@@ -80,8 +77,6 @@ static int pl_put(const void *src, uint64_t bytes, const pol_decision *d, const 
     return 0;
 }
 
-/* The packed payload of (buf, count, type): buf itself when contiguous,
- * else a copy in *heap. NULL on failure. */
 const void *pl_mpi_pack(const void *buf, MPI_Count count, MPI_Datatype type, MPI_Count size,
                            uint64_t bytes, MPI_Comm comm, void **heap)
 {
@@ -90,8 +85,9 @@ const void *pl_mpi_pack(const void *buf, MPI_Count count, MPI_Datatype type, MPI
         return buf;
     MPI_Count pos = 0;
     *heap = malloc((size_t)bytes);
-    if (!*heap || R(Pack_c)(buf, count, type, *heap, (MPI_Count)bytes, &pos, comm) !=
-                      MPI_SUCCESS || (uint64_t)pos != bytes) {
+    if (!*heap ||
+        pl_mpi_pack_x(buf, count, type, *heap, (MPI_Count)bytes, &pos, comm) != MPI_SUCCESS ||
+        (uint64_t)pos != bytes) {
         free(*heap);
         *heap = NULL;
         return NULL;
@@ -158,25 +154,29 @@ static int pl_real_send(int mode, const void *buf, MPI_Count c, MPI_Datatype t, 
     int n = (int)c;
     switch (mode) {
     case PL_MPI_SSEND:
-        return large ? R(Ssend_c)(buf, c, t, dest, tag, comm) : R(Ssend)(buf, n, t, dest, tag, comm);
+        return PL_LARGE(large, R(Ssend_c)(buf, c, t, dest, tag, comm),
+                        R(Ssend)(buf, n, t, dest, tag, comm));
     case PL_MPI_BSEND:
-        return large ? R(Bsend_c)(buf, c, t, dest, tag, comm) : R(Bsend)(buf, n, t, dest, tag, comm);
+        return PL_LARGE(large, R(Bsend_c)(buf, c, t, dest, tag, comm),
+                        R(Bsend)(buf, n, t, dest, tag, comm));
     case PL_MPI_RSEND:
-        return large ? R(Rsend_c)(buf, c, t, dest, tag, comm) : R(Rsend)(buf, n, t, dest, tag, comm);
+        return PL_LARGE(large, R(Rsend_c)(buf, c, t, dest, tag, comm),
+                        R(Rsend)(buf, n, t, dest, tag, comm));
     case PL_MPI_ISEND:
-        return large ? R(Isend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Isend)(buf, n, t, dest, tag, comm, req);
+        return PL_LARGE(large, R(Isend_c)(buf, c, t, dest, tag, comm, req),
+                        R(Isend)(buf, n, t, dest, tag, comm, req));
     case PL_MPI_ISSEND:
-        return large ? R(Issend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Issend)(buf, n, t, dest, tag, comm, req);
+        return PL_LARGE(large, R(Issend_c)(buf, c, t, dest, tag, comm, req),
+                        R(Issend)(buf, n, t, dest, tag, comm, req));
     case PL_MPI_IBSEND:
-        return large ? R(Ibsend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Ibsend)(buf, n, t, dest, tag, comm, req);
+        return PL_LARGE(large, R(Ibsend_c)(buf, c, t, dest, tag, comm, req),
+                        R(Ibsend)(buf, n, t, dest, tag, comm, req));
     case PL_MPI_IRSEND:
-        return large ? R(Irsend_c)(buf, c, t, dest, tag, comm, req)
-                     : R(Irsend)(buf, n, t, dest, tag, comm, req);
+        return PL_LARGE(large, R(Irsend_c)(buf, c, t, dest, tag, comm, req),
+                        R(Irsend)(buf, n, t, dest, tag, comm, req));
     default:
-        return large ? R(Send_c)(buf, c, t, dest, tag, comm) : R(Send)(buf, n, t, dest, tag, comm);
+        return PL_LARGE(large, R(Send_c)(buf, c, t, dest, tag, comm),
+                        R(Send)(buf, n, t, dest, tag, comm));
     }
 }
 
@@ -227,8 +227,8 @@ static bool pl_bcast_big(uint64_t bytes)
 static int pl_real_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Comm comm,
                          bool large)
 {
-    return large ? R(Bcast_c)(buf, count, type, root, comm)
-                 : R(Bcast)(buf, (int)count, type, root, comm);
+    return PL_LARGE(large, R(Bcast_c)(buf, count, type, root, comm),
+                    R(Bcast)(buf, (int)count, type, root, comm));
 }
 
 /* At the root: one object, one reference per other rank, each rank's token
@@ -328,5 +328,3 @@ int pl_mpi_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Co
     rc = pl_mpi_deliver_token(&m, buf, count, type, comm, &st);
     return rc == MPI_SUCCESS ? rc : pl_mpi_error(comm, rc);
 }
-
-#endif /* PL_HAVE_MPI */

@@ -6,9 +6,6 @@
  * another thread's new request), statuses are always collected (a token's
  * real size goes there), each completed request is finished and the
  * others are put back (pl_mpi_int.h). */
-#include "pl_mpi.h"
-
-#ifdef PL_HAVE_MPI
 #include "pl_mpi_int.h"
 
 #include <stdlib.h>
@@ -191,5 +188,3 @@ int pl_mpi_waitsome(int n, MPI_Request reqs[], int *outcount, int indices[],
     pl_scratch_done(&s, n, statuses);
     return rc;
 }
-
-#endif /* PL_HAVE_MPI */

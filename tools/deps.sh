@@ -36,6 +36,8 @@ program  redis-cli     redis-tools
 header   zmq.h         libzmq3-dev
 header   mpich/mpi.h   libmpich-dev
 program  mpiexec.hydra mpich
+header   openmpi/mpi.h libopenmpi-dev
+program  mpirun.openmpi openmpi-bin
 syspy    zmq           python3-zmq
 "
 

@@ -63,6 +63,23 @@ need() {
 
 [[ -f $PSI_LIB ]] || fail "$PSI_LIB does not exist: run 'make all' first"
 
+# mpi_setup: the MPI a test runs under: PSI_TEST_MPI=mpich (the default) or
+# openmpi. Sets MPICC, MPIEXEC (an array: the launcher and its flags) and
+# MPI4 (1 when that mpi.h is MPI-4: the _c and MPI_Isendrecv cases of
+# mpi/mpi_calls.c are built). Each program is named by its full Debian
+# name: with both installed, plain `mpicc`/`mpiexec` are whichever one
+# update-alternatives prefers.
+mpi_setup() {
+    case ${PSI_TEST_MPI:-mpich} in
+    mpich) MPICC=mpicc.mpich MPIEXEC=(mpiexec.mpich) MPI4=1 ;;
+    # As root (CI) Open MPI's mpirun refuses to start without
+    # --allow-run-as-root; 4 ranks on 2 cores need --oversubscribe.
+    openmpi) MPICC=mpicc.openmpi MPIEXEC=(mpirun.openmpi --allow-run-as-root --oversubscribe) MPI4=0 ;;
+    *) fail "PSI_TEST_MPI=$PSI_TEST_MPI: expected mpich or openmpi" ;;
+    esac
+    need "$MPICC" "${MPIEXEC[0]}"
+}
+
 # ---- processes ---------------------------------------------------------
 
 PIDS=()

@@ -13,10 +13,10 @@
 #  5. MPI_THREAD_MULTIPLE: 4 threads per rank exchanging tokens at once.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-need mpicc mpiexec
+mpi_setup
 
-mpicc -O1 -Wall -Wextra -Werror -o mpi_calls "$HERE/mpi/mpi_calls.c" -lxxhash ||
-    fail "mpicc could not build mpi/mpi_calls.c"
+$MPICC -O1 -Wall -Wextra -Werror -o mpi_calls "$HERE/mpi/mpi_calls.c" -lxxhash ||
+    fail "$MPICC could not build mpi/mpi_calls.c"
 STORE_DIR=$TEST_TMP/fanstore
 mkdir -p "$STORE_DIR"
 
@@ -28,7 +28,7 @@ run() {
     mkdir -p "$name"
     # shellcheck disable=SC2086
     (cd "$name" && preload env ${EXTRA:-} PSI_STATS="$TEST_TMP/$name.stats" PSI_STORE="file://$STORE_DIR" \
-        timeout 100 mpiexec -n 4 ../mpi_calls "$@") >"$name.out" 2>"$name.err" || rc=$?
+        timeout 100 "${MPIEXEC[@]}" -n 4 ../mpi_calls "$@") >"$name.out" 2>"$name.err" || rc=$?
     ((rc == 0)) || { cat "$name"/out.* >&2 || true; fail "$name: mpiexec exited with status $rc"; }
     for r in 0 1 2 3; do
         grep -q "DONE rank=$r failures=0" "$name/out.$r" || fail "$name: rank $r: $(tail -3 "$name/out.$r")"
@@ -78,7 +78,7 @@ log "ok policy: channel=mpi pass, and a rule threshold"
 # a log line naming the object, errors counted; no hang, no garbage.
 mkdir -p lost
 (cd lost && preload env PSI_STATS="$TEST_TMP/lost.stats" PSI_STORE="file://$STORE_DIR" \
-    PSI_STORE_RETRIES=0 timeout 60 mpiexec -n 2 ../mpi_calls lost $((2 * MiB)) "$STORE_DIR") \
+    PSI_STORE_RETRIES=0 timeout 60 "${MPIEXEC[@]}" -n 2 ../mpi_calls lost $((2 * MiB)) "$STORE_DIR") \
     >lost.out 2>lost.err || fail "lost: mpiexec failed: $(tail -3 lost.err)"
 grep -q '^LOST class=.* other=1$' lost/out.1 || fail "lost object: $(cat lost/out.1)"
 grep -q "not resolved" lost.err || fail "lost object: no log line: $(tail -3 lost.err)"
@@ -90,7 +90,7 @@ log "ok a token whose object is gone: MPI_ERR_OTHER, logged"
 # shared): every buffer byte-exact; 2 ranks x 4 threads x 8 = 64 tokens.
 mkdir -p thr
 (cd thr && preload env PSI_STATS="$TEST_TMP/thr.stats" PSI_STORE="file://$STORE_DIR" \
-    timeout 100 mpiexec -n 2 ../mpi_calls threads $((2 * MiB))) >thr.out 2>thr.err ||
+    timeout 100 "${MPIEXEC[@]}" -n 2 ../mpi_calls threads $((2 * MiB))) >thr.out 2>thr.err ||
     fail "threads: mpiexec failed: $(tail -3 thr.err)"
 for r in 0 1; do
     grep -q "DONE rank=$r failures=0" "thr/out.$r" || fail "threads: rank $r: $(tail -3 "thr/out.$r")"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# A program of another MPI ABI (a stand-in for Open MPI, whose handles are
-# 64-bit pointers: mpi/fake_ompi.c) runs preloaded: every hooked call
-# reaches its own library with every argument bit intact (MPI_Send,
-# PMPI_Send, a 12-argument MPI_Sendrecv with stack arguments, MPI_Waitall,
-# MPI_Bcast_c), and nothing is proxied.
+# A program whose MPI library the interposer cannot use runs preloaded: a
+# stand-in with Open MPI's pointer handles and its ompi_mpi_comm_world
+# (mpi/fake_ompi.c), but without the PMPI_ helpers the logic binds, so
+# binding fails and every call passes through, as it does for an ABI the
+# library was built without. Every hooked call reaches the program's own
+# library with every argument bit intact (MPI_Send, PMPI_Send, a
+# 12-argument MPI_Sendrecv with stack arguments, MPI_Waitall, MPI_Bcast_c),
+# nothing is proxied, and the log says why.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
@@ -18,4 +21,6 @@ got=$(./foreign_prog)
 got=$(preload env PSI_THRESHOLD=1 PSI_STATS="$TEST_TMP/foreign.stats" ./foreign_prog 2>foreign.err)
 [[ $got == "$want" ]] || fail "preloaded: '$got', expected '$want' ($(cat foreign.err))"
 expect_stat foreign.stats tokens_sent -eq 0 "foreign ABI"
+grep -q 'not found in this Open MPI library; MPI calls pass through untouched' foreign.err ||
+    fail "no log line saying the MPI calls pass through: $(cat foreign.err)"
 log "ok another MPI ABI passes through bit for bit"
