@@ -74,7 +74,9 @@ $(B)/obj/preload/pl_hooks_mpi.o $(B)/san/preload/pl_hooks_mpi.o: $(MPI_STAMP)
 $(B)/obj/preload/pl_hooks_mpi.o $(B)/san/preload/pl_hooks_mpi.o: \
     CPPFLAGS += $(if $(filter mpich,$(MPI_BUILT)),-DPL_HAVE_MPICH) $(if $(filter ompi,$(MPI_BUILT)),-DPL_HAVE_OMPI)
 
-# mpi_abi,ABI,DIR,FLAGS: the logic objects of ABI under DIR (obj or san).
+# mpi_abi,ABI,DIR,FLAGS,TESTDIR: the logic objects of ABI under DIR (obj
+# or san), and its unit test of pl_mpi_abi.h (tests/unit/abi_pl_mpi.c)
+# under TESTDIR.
 define mpi_abi
 $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o): $$(B)/$(2)/mpi/$(1)/%.o: %.c $$(HDRS)
 	@mkdir -p $$(dir $$@)
@@ -82,9 +84,14 @@ $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o): $$(B)/$(2)/mpi/$(1)/%.o: %.c $$(H
 $$(B)/$(2)/mpi-$(1).o: $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o)
 	$$(LD) -r -o $$@.tmp $$^
 	objcopy -G pl_mpi_ops_$(1) $$@.tmp $$@ && rm -f $$@.tmp
+$$(B)/$(4)/test_mpi_abi_$(1): tests/unit/abi_pl_mpi.c $$(HDRS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS_ALL) $$(shell pkg-config --cflags $$(MPI_PC_$(1))) $(3) $$(WARN) -o $$@ $$< -lcmocka
 endef
-$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),obj,$$(CFLAGS))))
-$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),san,$$(SAN_FLAGS))))
+$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),obj,$$(CFLAGS),tests)))
+$(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),san,$$(SAN_FLAGS),san/tests)))
+MPI_UNIT     := $(MPI_BUILT:%=$(B)/tests/test_mpi_abi_%)
+SAN_MPI_UNIT := $(MPI_BUILT:%=$(B)/san/tests/test_mpi_abi_%)
 
 # The AVX2 build of xxh3 (store/psi_hash.h): this one file only, called
 # only after the CPU said it has AVX2.
@@ -138,11 +145,11 @@ $(SAN_CORE_UNIT): $(B)/san/tests/%: tests/unit/%.c $(SAN_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(SAN_FLAGS) $(WARN) -o $@ $< $(SAN_CORE) -lcmocka $(LIBS)
 
-unit: $(UNIT_BIN)
-	@tests/run-unit.sh $(UNIT_BIN)
+unit: $(UNIT_BIN) $(MPI_UNIT)
+	@tests/run-unit.sh $(UNIT_BIN) $(MPI_UNIT)
 
-unit-san: $(SAN_UNIT)
-	@tests/run-unit.sh $(SAN_UNIT)
+unit-san: $(SAN_UNIT) $(SAN_MPI_UNIT)
+	@tests/run-unit.sh $(SAN_UNIT) $(SAN_MPI_UNIT)
 
 integration: all
 	@tests/integration/run.sh
@@ -176,6 +183,7 @@ bench: all
 	@tests/bench/redis.sh
 	@tests/bench/zmq.sh
 	@tests/bench/mpi.sh
+	@if command -v mpirun.openmpi >/dev/null; then PSI_BENCH_MPI=openmpi tests/bench/mpi.sh; fi
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
