@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MPI benchmark (docs/mpi.md), printed as markdown tables, plain MPICH and
+# MPI benchmark (docs/mpi.md), printed as markdown tables, plain MPI and
 # preloaded in the same run (the whole mpiexec command preloaded):
 #  1. ping-pong bandwidth between 2 ranks, 64 KiB .. 256 MiB (MB/s, the
 #     better of PSI_BENCH_REPS runs).
@@ -11,6 +11,7 @@
 # 1 MiB unless PSI_THRESHOLD is set.
 #
 #   tests/bench/mpi.sh            (PSI_BENCH_REPS: runs per case, default 3)
+#   PSI_BENCH_MPI=openmpi tests/bench/mpi.sh     (Open MPI; default mpich)
 set -euo pipefail
 unset LD_PRELOAD
 
@@ -22,8 +23,17 @@ SIZES="65536 262144 1048576 4194304 16777216 67108864 268435456"
 FAN=$((64 * 1024 * 1024))
 
 [[ -f $LIB ]] || { echo "bench: $LIB does not exist: run 'make all' first" >&2; exit 1; }
-if ! command -v mpicc >/dev/null || ! command -v mpiexec >/dev/null; then
-    echo "bench: mpicc/mpiexec not found (Debian: mpich libmpich-dev)" >&2
+# Full Debian names: with both MPIs installed, plain mpicc/mpiexec are
+# whichever update-alternatives prefers.
+case ${PSI_BENCH_MPI:-mpich} in
+mpich) NAME=MPICH MPICC=mpicc.mpich MPIEXEC=(mpiexec.mpich) PKG="mpich libmpich-dev" ;;
+openmpi)
+    NAME="Open MPI" MPICC=mpicc.openmpi PKG="openmpi-bin libopenmpi-dev"
+    MPIEXEC=(mpirun.openmpi --allow-run-as-root --oversubscribe) ;;
+*) echo "bench: PSI_BENCH_MPI=$PSI_BENCH_MPI: expected mpich or openmpi" >&2; exit 1 ;;
+esac
+if ! command -v "$MPICC" >/dev/null || ! command -v "${MPIEXEC[0]}" >/dev/null; then
+    echo "bench: $MPICC/${MPIEXEC[0]} not found (Debian: $PKG)" >&2
     exit 1
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/psi-mpibench.XXXXXX")
@@ -32,20 +42,20 @@ pool=/dev/shm/psi-mpibench-pool-$$
 trap 'rm -rf "$tmp" "$store" "$pool"' EXIT
 export PSI_RUNTIME_DIR=$tmp/run
 BIN=$tmp/mpi_bench
-mpicc -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/mpi_bench.c"
+$MPICC -O2 -Wall -Wextra -Werror -o "$BIN" "$HERE/mpi_bench.c"
 
 # run CASE ARGS...: one mpiexec; CASE plain | preload.
 run() {
     local case=$1 np=$2
     shift 2
     if [[ $case == plain ]]; then
-        mpiexec -n "$np" "$BIN" "$@"
+        "${MPIEXEC[@]}" -n "$np" "$BIN" "$@"
     elif [[ $case == shm ]]; then
         env LD_PRELOAD="$LIB" PSI_STORE="shm://$pool" PSI_STATS="$tmp/$case.stats" \
-            mpiexec -n "$np" "$BIN" "$@"
+            "${MPIEXEC[@]}" -n "$np" "$BIN" "$@"
     else
         env LD_PRELOAD="$LIB" PSI_STORE="file://$store" PSI_STATS="$tmp/$case.stats" \
-            mpiexec -n "$np" "$BIN" "$@"
+            "${MPIEXEC[@]}" -n "$np" "$BIN" "$@"
     fi
 }
 
@@ -69,9 +79,9 @@ human() {
     if ((b >= 1048576)); then echo "$((b / 1048576)) MiB"; else echo "$((b / 1024)) KiB"; fi
 }
 
-echo "### MPI ping-pong bandwidth (MB/s, best of $REPS; threshold ${PSI_THRESHOLD:-1 MiB})"
+echo "### $NAME ping-pong bandwidth (MB/s, best of $REPS; threshold ${PSI_THRESHOLD:-1 MiB})"
 echo
-echo "| size | plain MPICH | preloaded, file store | / plain | preloaded, shm pool | / plain |"
+echo "| size | plain $NAME | preloaded, file store | / plain | preloaded, shm pool | / plain |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for s in $SIZES; do
     p=$(best "$tmp/pp.plain" "$s" max)
@@ -82,9 +92,9 @@ for s in $SIZES; do
         "$(awk -v a="$m" -v b="$p" 'BEGIN { printf "%.2f", a / b }')"
 done
 echo
-echo "### Fan-out: one 64 MiB buffer from rank 0 to 3 ranks (s per fan-out, best of $REPS)"
+echo "### $NAME fan-out: one 64 MiB buffer from rank 0 to 3 ranks (s per fan-out, best of $REPS)"
 echo
-echo "| plain MPICH | file store | speed-up | shm pool | speed-up |"
+echo "| plain $NAME | file store | speed-up | shm pool | speed-up |"
 echo "|---:|---:|---:|---:|---:|"
 p=$(best "$tmp/fan.plain" "$FAN" min)
 q=$(best "$tmp/fan.preload" "$FAN" min)
@@ -92,9 +102,9 @@ m=$(best "$tmp/fan.shm" "$FAN" min)
 printf '| %s | %s | %s | %s | %s |\n' "$p" "$q" "$(awk -v a="$p" -v b="$q" 'BEGIN { printf "%.2f", a / b }')" \
     "$m" "$(awk -v a="$p" -v b="$m" 'BEGIN { printf "%.2f", a / b }')"
 echo
-echo "### 64-byte ping-pong latency (µs per round trip, best of $REPS)"
+echo "### $NAME 64-byte ping-pong latency (µs per round trip, best of $REPS)"
 echo
-echo "| plain MPICH | preloaded | preloaded / plain |"
+echo "| plain $NAME | preloaded | preloaded / plain |"
 echo "|---:|---:|---:|"
 p=$(best "$tmp/lat.plain" 64 min)
 q=$(best "$tmp/lat.preload" 64 min)
