@@ -39,6 +39,7 @@ program  mpiexec.hydra mpich
 header   openmpi/mpi.h libopenmpi-dev
 program  mpirun.openmpi openmpi-bin
 syspy    zmq           python3-zmq
+syspy    mpi4py        python3-mpi4py
 "
 
 # Prints nothing and succeeds if the requirement is met.
