@@ -80,6 +80,20 @@ mpi_setup() {
     need "$MPICC" "${MPIEXEC[0]}"
 }
 
+# sent_is_received DIR NAME [-u]: the SEND and RECV lines (case, size,
+# hash) the ranks of an MPI test wrote to DIR/out.* must be the same;
+# NAME.send and NAME.recv keep them, sorted (-u: distinct lines, where
+# several ranks receive one buffer).
+sent_is_received() {
+    local dir=$1 name=$2 uniq=${3:-}
+    # shellcheck disable=SC2086
+    grep -h '^RECV' "$dir"/out.* | sort $uniq >"$name.recv"
+    # shellcheck disable=SC2086
+    grep -h '^SEND' "$dir"/out.* | sed 's/^SEND/RECV/' | sort $uniq >"$name.send"
+    diff "$name.send" "$name.recv" >"$name.diff" ||
+        fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
+}
+
 # ---- processes ---------------------------------------------------------
 
 PIDS=()

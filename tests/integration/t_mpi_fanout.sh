@@ -34,10 +34,7 @@ run() {
         grep -q "DONE rank=$r failures=0" "$name/out.$r" || fail "$name: rank $r: $(tail -3 "$name/out.$r")"
     done
     # A buffer sent to k ranks is received k times: compare distinct lines.
-    grep -h '^RECV' "$name"/out.* | sort -u >"$name.recv"
-    grep -h '^SEND' "$name"/out.* | sed 's/^SEND/RECV/' | sort -u >"$name.send"
-    diff "$name.send" "$name.recv" >"$name.diff" ||
-        fail "$name: received buffers differ from sent ones: $(head -5 "$name.diff")"
+    sent_is_received "$name" "$name" -u
     left=$(find "$STORE_DIR" -type f | wc -l)
     ((left == 0)) || fail "$name: store holds $left files after the run"
 }
@@ -95,9 +92,7 @@ mkdir -p thr
 for r in 0 1; do
     grep -q "DONE rank=$r failures=0" "thr/out.$r" || fail "threads: rank $r: $(tail -3 "thr/out.$r")"
 done
-grep -h '^RECV' thr/out.* | sort >thr.recv
-grep -h '^SEND' thr/out.* | sed 's/^SEND/RECV/' | sort >thr.send
-diff thr.send thr.recv >/dev/null || fail "threads: received buffers differ from sent ones"
+sent_is_received thr thr
 [[ $(wc -l <thr.recv) -eq 64 ]] || fail "threads: $(wc -l <thr.recv) buffers, expected 64"
 expect_stat thr.stats tokens_sent -eq 64 "threads"
 expect_stat thr.stats tokens_resolved -eq 64 "threads"
