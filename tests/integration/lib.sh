@@ -354,6 +354,47 @@ expect_stat() {
 # as a token (the interposer proxies writes of THRESHOLD bytes or more).
 proxied_size() { (($1 >= $2)); }
 
+# socat_xfer NAME IN OUT [VAR=VALUE...]: IN from a connecting socat to a
+# listening one that writes OUT (socat -u -b $B, 16 MiB unless B is set),
+# both preloaded with the settings given and PSI_STATS=NAME.cli.stats /
+# NAME.srv.stats; waits for both and checks OUT is IN byte for byte.
+socat_xfer() {
+    local name=$1 in=$2 out=$3 port spid cpid
+    shift 3
+    port=$(free_port)
+    spawn "$name.srv.out" "$name.srv.err" preload env "$@" PSI_STATS="$TEST_TMP/$name.srv.stats" \
+        socat -u -b "${B:-16777216}" "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:$out,creat,trunc"
+    spid=$SPAWNED
+    wait_listen "$port" "$spid"
+    spawn "$name.cli.out" "$name.cli.err" preload env "$@" PSI_STATS="$TEST_TMP/$name.cli.stats" \
+        socat -u -b "${B:-16777216}" "OPEN:$in" "TCP:127.0.0.1:$port"
+    cpid=$SPAWNED
+    await_ok "$cpid" "$name: sending socat"
+    await_ok "$spid" "$name: receiving socat"
+    same_bytes "$in" "$out" "$name"
+}
+
+# xfer_tokens NAME N THRESHOLD: after socat_xfer NAME: no errors and no
+# inline fallback on either end, the receiver resolved every token the
+# sender sent, at least one if a write of N bytes is proxied at THRESHOLD
+# and none if not. Sets TS to the tokens sent.
+TS=0
+xfer_tokens() {
+    local name=$1 n=$2 thr=$3 f tr
+    for f in "$name.srv.stats" "$name.cli.stats"; do
+        expect_stat "$f" errors -eq 0 "$name"
+        expect_stat "$f" inline_fallbacks -eq 0 "$name"
+    done
+    TS=$(tokens_sent "$name.cli.stats")
+    tr=$(tokens_resolved "$name.srv.stats")
+    ((TS == tr)) || fail "$name: sender sent $TS tokens, receiver resolved $tr"
+    if proxied_size "$n" "$thr"; then
+        ((TS >= 1)) || fail "$name: a $n-byte write with threshold $thr sent no token"
+    else
+        ((TS == 0)) || fail "$name: a $n-byte write with threshold $thr sent $TS tokens"
+    fi
+}
+
 # count_psi_lines FILE [PATTERN]: interposer log lines ("psi[PID]: ...") in
 # FILE, optionally only those matching an extended regex (case-insensitive).
 count_psi_lines() {

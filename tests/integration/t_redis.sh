@@ -42,40 +42,17 @@ export PSI_STORE=redis://127.0.0.1:$P
 # ---- 1. sizes, socat ---------------------------------------------------------
 B=16777216
 xfer() {
-    local t=$1 n=$2 thr port case in out spid cpid ts tr
+    local t=$1 n=$2 thr case in
     thr=$(size "$t")
     case=T$t-$n
     in=payload.$n
-    out=$case.out
     [[ -f $in ]] || payload "$in" "$n"
-    port=$(free_port)
-    spawn "$case.srv.out" "$case.srv.err" preload env PSI_THRESHOLD="$t" \
-        PSI_STATS="$TEST_TMP/$case.srv.stats" socat -u -b "$B" \
-        "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:$out,creat,trunc"
-    spid=$SPAWNED
-    wait_listen "$port" "$spid"
-    spawn "$case.cli.out" "$case.cli.err" preload env PSI_THRESHOLD="$t" \
-        PSI_STATS="$TEST_TMP/$case.cli.stats" socat -u -b "$B" "OPEN:$in" "TCP:127.0.0.1:$port"
-    cpid=$SPAWNED
-    await_ok "$cpid" "$case: client socat"
-    await_ok "$spid" "$case: server socat"
-    same_bytes "$in" "$out" "$case"
-    for f in "$case.srv.stats" "$case.cli.stats"; do
-        expect_stat "$f" errors -eq 0 "$case"
-        expect_stat "$f" inline_fallbacks -eq 0 "$case"
-    done
-    ts=$(tokens_sent "$case.cli.stats")
-    tr=$(tokens_resolved "$case.srv.stats")
-    ((ts == tr)) || fail "$case: sender sent $ts tokens, receiver resolved $tr"
-    if proxied_size "$n" "$thr"; then
-        ((ts >= 1)) || fail "$case: a $n-byte write with threshold $thr sent no token"
-    else
-        ((ts == 0)) || fail "$case: a $n-byte write with threshold $thr sent $ts tokens"
-    fi
+    socat_xfer "$case" "$in" "$case.out" PSI_THRESHOLD="$t"
+    xfer_tokens "$case" "$n" "$thr"
     local left
     left=$(psi_keys "$P")
     ((left == 0)) || fail "$case: $left psi keys left in redis after every token was resolved"
-    log "ok $case: $n bytes, $ts tokens through redis, no keys left"
+    log "ok $case: $n bytes, $TS tokens through redis, no keys left"
 }
 thr=$(size 64K)
 for n in $((thr - 1)) "$thr" $((thr + 1)); do

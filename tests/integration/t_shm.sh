@@ -33,27 +33,8 @@ thr=$(size $T)
 for n in $((thr - 1)) $thr $((thr + 1)) $((64 * MiB)); do
     case=sizes-$n
     payload "$case.in" "$n"
-    port=$(free_port)
-    spawn "$case.srv.out" "$case.srv.err" preload env PSI_THRESHOLD=$T \
-        PSI_STATS="$TEST_TMP/$case.srv.stats" socat -u -b $B \
-        "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:$case.out,creat,trunc"
-    spid=$SPAWNED
-    wait_listen "$port" "$spid"
-    spawn "$case.cli.out" "$case.cli.err" preload env PSI_THRESHOLD=$T \
-        PSI_STATS="$TEST_TMP/$case.cli.stats" socat -u -b $B "OPEN:$case.in" "TCP:127.0.0.1:$port"
-    cpid=$SPAWNED
-    await_ok "$cpid" "$case: client socat"
-    await_ok "$spid" "$case: server socat"
-    same_bytes "$case.in" "$case.out" "$case"
-    expect_stat "$case.cli.stats" inline_fallbacks -eq 0 "$case"
-    expect_stat "$case.srv.stats" errors -eq 0 "$case"
-    if proxied_size "$n" "$thr"; then
-        expect_stat "$case.cli.stats" tokens_sent -ge 1 "$case"
-        [[ $(tokens_sent "$case.cli.stats") == $(tokens_resolved "$case.srv.stats") ]] ||
-            fail "$case: tokens sent and resolved differ"
-    else
-        expect_stat "$case.cli.stats" tokens_sent -eq 0 "$case"
-    fi
+    socat_xfer "$case" "$case.in" "$case.out" PSI_THRESHOLD="$T"
+    xfer_tokens "$case" "$n" "$thr"
 done
 objs=$("$PSI_BIN" store ls --store "$PSI_STORE" --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(s.get("objects", [])) for s in d["stores"]))')
 ((objs == 0)) || fail "sizes: $objs objects left in the pool after every token was resolved"

@@ -48,36 +48,15 @@ expect_empty() {
 # xfer STORE NAME N: an N-byte payload from a connecting socat to a
 # listening one, both preloaded with PSI_STORE=STORE.
 xfer() {
-    local store=$1 name=$2 n=$3 in out port spid cpid ts tr
-    in=payload.$n
-    out=$name.out
+    local store=$1 name=$2 n=$3
+    local in=payload.$n
     [[ -f $in ]] || payload "$in" "$n"
-    port=$(free_port)
-    spawn "$name.srv.out" "$name.srv.err" preload env "${XENV[@]}" PSI_STORE="$store" PSI_THRESHOLD=$T \
-        PSI_STATS="$TEST_TMP/$name.srv.stats" socat -u -b $B \
-        "TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1" "OPEN:$out,creat,trunc"
-    spid=$SPAWNED
-    wait_listen "$port" "$spid"
-    spawn "$name.cli.out" "$name.cli.err" preload env "${XENV[@]}" PSI_STORE="$store" PSI_THRESHOLD=$T \
-        PSI_STATS="$TEST_TMP/$name.cli.stats" socat -u -b $B "OPEN:$in" "TCP:127.0.0.1:$port"
-    cpid=$SPAWNED
-    await_ok "$cpid" "$name: sending socat"
-    await_ok "$spid" "$name: receiving socat"
-    same_bytes "$in" "$out" "$name"
-    for f in "$name.srv.stats" "$name.cli.stats"; do
-        expect_stat "$f" errors -eq 0 "$name"
-        expect_stat "$f" inline_fallbacks -eq 0 "$name"
-    done
-    ts=$(tokens_sent "$name.cli.stats")
-    tr=$(tokens_resolved "$name.srv.stats")
-    ((ts == tr)) || fail "$name: sender sent $ts tokens, receiver resolved $tr"
+    socat_xfer "$name" "$in" "$name.out" "${XENV[@]}" PSI_STORE="$store" PSI_THRESHOLD="$T"
+    xfer_tokens "$name" "$n" "$thr"
     if proxied_size "$n" "$thr"; then
-        ((ts >= 1)) || fail "$name: a $n-byte write sent no token"
         expect_stat "$name.srv.stats" bytes_resolved -eq "$n" "$name"
-    else
-        ((ts == 0)) || fail "$name: a $n-byte write sent $ts tokens"
     fi
-    log "ok $name: $n bytes, $ts tokens"
+    log "ok $name: $n bytes, $TS tokens"
 }
 
 XENV=(PSI_LOG=warn) # extra settings for both socats
