@@ -477,14 +477,10 @@ static void test_object_survives_sender(void **state)
     free(a);
 }
 
-/* A child that exits normally leaves its free segments warm in the pool
- * (default keep), and the next process adopts one instead of allocating. */
-static void test_exit_keeps_warm_segment(void **state)
+/* A child process opens the pool, puts (a, n) and resolves it, then
+ * exits normally (exit, so the pool's exit handler runs). */
+static void child_put_resolve_exit(fixture *f, const uint8_t *a, size_t n)
 {
-    fixture *f = *state;
-    size_t n = 2u << 20;
-    uint8_t *a = pattern(n, 14);
-
     pid_t pid = fork();
     if (pid == 0) {
         psi_store *cs;
@@ -496,11 +492,22 @@ static void test_exit_keeps_warm_segment(void **state)
             psi_store_resolve(cs, &t, &obj, &e) != 0)
             _exit(1);
         psi_obj_release(&obj);
-        exit(0); /* runs the exit handler */
+        exit(0);
     }
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A child that exits normally leaves its free segments warm in the pool
+ * (default keep), and the next process adopts one instead of allocating. */
+static void test_exit_keeps_warm_segment(void **state)
+{
+    fixture *f = *state;
+    size_t n = 2u << 20;
+    uint8_t *a = pattern(n, 14);
+
+    child_put_resolve_exit(f, a, n);
     assert_int_equal(count_segments(f->dir), 1);
 
     psi_token t;
@@ -511,10 +518,10 @@ static void test_exit_keeps_warm_segment(void **state)
     /* psi gc gives the idle pool back. */
     psi_gc_report r = {0};
     psi_err err = {0};
-    pid = fork();
+    pid_t pid = fork();
     if (pid == 0)
         exit(0);
-    waitpid(pid, &st, 0);
+    waitpid(pid, NULL, 0);
     assert_int_equal(f->s->ops->gc(f->s, &r, &err), 0);
     free(a);
 }
@@ -526,22 +533,7 @@ static void test_exit_keep_zero(void **state)
     size_t n = 1u << 20;
     uint8_t *a = pattern(n, 15);
 
-    pid_t pid = fork();
-    if (pid == 0) {
-        psi_store *cs;
-        psi_err e;
-        psi_put_opts o = {.lifetime = PSI_LIFE_REFCOUNT};
-        psi_token t;
-        psi_obj obj;
-        if (psi_store_open(f->url, &cs, &e) != 0 || psi_store_put(cs, a, n, &o, &t, &e) != 0 ||
-            psi_store_resolve(cs, &t, &obj, &e) != 0)
-            _exit(1);
-        psi_obj_release(&obj);
-        exit(0);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    child_put_resolve_exit(f, a, n);
     assert_int_equal(count_segments(f->dir), 0);
     free(a);
 }
