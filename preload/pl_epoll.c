@@ -69,8 +69,9 @@ typedef struct pl_epoll {
     pl_ep_entry *ent;
     size_t n, cap, cursor;
     int epfd;           /* the number it was created at (oneshot disarm) */
-    int efd;            /* the wakeup eventfd, -1 until a member is tracked */
-    atomic_int efd_on;  /* efd is in the real set: results must be filtered */
+    int efd;            /* the wakeup eventfd, -1 until a member is tracked;
+                         * once it is in the real set, the state's
+                         * ep_shadowing is set and results are filtered */
     atomic_int signalled;
     /* Some member may be held-ready: set by every growth of a member's
      * bytes (pl_epoll_notify) and by ADD/MOD, cleared by a scan that finds
@@ -125,7 +126,9 @@ static pl_state *pl_ep_attach(int epfd)
 
 int pl_epoll_created(int fd)
 {
-    if (fd >= 0) {
+    /* PSI_DISABLE or a broken policy: no fd is ever tracked, so no
+     * shadow is needed (touch nothing). */
+    if (fd >= 0 && !pl_g.passthrough) {
         int saved = errno;
         pl_ep_attach(fd);
         errno = saved;
@@ -186,17 +189,25 @@ static bool pl_ep_any_ready(pl_epoll *ep, int depth)
     return any;
 }
 
+/* A nested member is held by the outer shadow's lock (pl_ep_forget takes
+ * it before a member's *ep goes); the outermost is held by a reference. */
 static bool pl_ep_has_ready_depth(pl_state *st, int depth)
 {
     pl_epoll *ep = st->ep;
-    if (!ep || !atomic_load_explicit(&ep->efd_on, memory_order_acquire))
+    if (!ep || !atomic_load_explicit(&st->ep_shadowing, memory_order_acquire))
         return false;
     return pl_ep_any_ready(ep, depth);
 }
 
 bool pl_epoll_has_ready(pl_state *st)
 {
-    return pl_ep_has_ready_depth(st, 0);
+    /* No tracked member ever: one load, nothing dereferenced. */
+    if (!atomic_load_explicit(&st->ep_shadowing, memory_order_acquire))
+        return false;
+    atomic_fetch_add_explicit(&st->refs, 1, memory_order_acq_rel);
+    bool any = pl_ep_has_ready_depth(st, 0);
+    pl_state_put(st);
+    return any;
 }
 
 /* ---- wakeups ---------------------------------------------------------- */
@@ -266,7 +277,7 @@ static void pl_ep_remove_at(pl_epoll *ep, size_t i)
 }
 
 /* The eventfd goes into the real set with the first tracked member. */
-static int pl_ep_wakeup_on(pl_epoll *ep, int epfd)
+static int pl_ep_wakeup_on(pl_state *st, pl_epoll *ep, int epfd)
 {
     if (ep->efd >= 0)
         return 0;
@@ -281,12 +292,13 @@ static int pl_ep_wakeup_on(pl_epoll *ep, int epfd)
         return -1;
     }
     ep->efd = efd;
-    atomic_store_explicit(&ep->efd_on, 1, memory_order_seq_cst);
+    atomic_store_explicit(&st->ep_shadowing, true, memory_order_seq_cst);
     return 0;
 }
 
-static void pl_ep_shadow(pl_epoll *ep, int epfd, int op, int fd, const struct epoll_event *ev)
+static void pl_ep_shadow(pl_state *st, int epfd, int op, int fd, const struct epoll_event *ev)
 {
+    pl_epoll *ep = st->ep;
     pthread_mutex_lock(&ep->lock);
     pl_ep_entry *e = pl_ep_find(ep, fd);
     pl_state *m = op == EPOLL_CTL_DEL ? NULL : pl_fd_get(fd);
@@ -297,7 +309,7 @@ static void pl_ep_shadow(pl_epoll *ep, int epfd, int op, int fd, const struct ep
         return;
     }
     if (!e) {
-        if (pl_ep_wakeup_on(ep, epfd) != 0)
+        if (pl_ep_wakeup_on(st, ep, epfd) != 0)
             goto out; /* no overlay for this fd; the kernel still has it */
         if (ep->n == ep->cap) {
             size_t cap = ep->cap ? ep->cap * 2 : 8;
@@ -335,6 +347,14 @@ int pl_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     int r = REAL(epoll_ctl)(epfd, op, fd, ev);
     if (r != 0 || (op != EPOLL_CTL_DEL && !ev))
         return r;
+    /* A member we do not track, on an epoll fd whose shadow never had one
+     * (so has no entry to drop): nothing of ours to do. Two lookups, one
+     * per fd, and one load. */
+    if (op == EPOLL_CTL_DEL || !pl_fd_get(fd)) {
+        pl_state *e = pl_fd_get(epfd);
+        if (!e || !atomic_load_explicit(&e->ep_shadowing, memory_order_acquire))
+            return r;
+    }
     int saved = errno;
     pl_state *st = pl_state_get(epfd);
     if (!st && op != EPOLL_CTL_DEL && pl_fd_get(fd)) {
@@ -346,7 +366,7 @@ int pl_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         st = pl_state_get(epfd);
     }
     if (st && st->kind == PL_KIND_EPOLL && st->ep)
-        pl_ep_shadow(st->ep, epfd, op, fd, ev);
+        pl_ep_shadow(st, epfd, op, fd, ev);
     if (st)
         pl_state_put(st);
     errno = saved;
@@ -543,14 +563,9 @@ static int pl_ep_wait_shadowed(pl_state *st, int epfd, struct epoll_event *ev, i
     }
 }
 
-/* The shadow of an epoll fd with our eventfd in its real set, or NULL. */
-static pl_state *pl_ep_shadowing(int epfd)
+static bool pl_ep_on(const pl_state *st)
 {
-    pl_state *st = pl_fd_get(epfd);
-    if (!st || st->kind != PL_KIND_EPOLL || !st->ep ||
-        !atomic_load_explicit(&st->ep->efd_on, memory_order_acquire))
-        return NULL;
-    return st;
+    return st && atomic_load_explicit(&st->ep_shadowing, memory_order_acquire);
 }
 
 /* A reference to epfd's shadow for a wait that uses it. */
@@ -570,11 +585,13 @@ int pl_epoll_wait(int epfd, struct epoll_event *ev, int maxevents, int how,
     /* Nothing of ours is registered (the common case, every event loop's
      * epoll fd is tracked): one lookup and one load, then the real call,
      * untouched, with no reference taken. */
-    if (maxevents <= 0 || !pl_ep_shadowing(epfd)) {
+    pl_state *e = pl_fd_get(epfd);
+    if (maxevents <= 0 || !pl_ep_on(e)) {
         int k = pl_ep_real(epfd, ev, maxevents, how, ts, mask);
         /* A first tracked member added meanwhile may have put our eventfd
-         * in: then its event must be filtered out and ours merged in. */
-        if (k <= 0 || !pl_ep_shadowing(epfd))
+         * in: then its event must be filtered out and ours merged in. (An
+         * epoll fd we had no state for may have got one meanwhile.) */
+        if (k <= 0 || !pl_ep_on(e ? e : pl_fd_get(epfd)))
             return k;
         pl_state *st = pl_ep_hold(epfd);
         if (!st)
@@ -628,6 +645,7 @@ void pl_epoll_finalize(pl_state *st)
     pl_epoll *ep = st->ep;
     if (!ep)
         return;
+    atomic_store_explicit(&st->ep_shadowing, false, memory_order_seq_cst);
     st->ep = NULL;
     pthread_rwlock_wrlock(&pl_ep_list_lock);
     for (pl_epoll **pp = &pl_ep_list; *pp; pp = &(*pp)->next)

@@ -84,6 +84,11 @@ typedef struct pl_state {
     atomic_uint_fast64_t excl_claim; /* EPOLLEXCLUSIVE: generation << 32 | claiming shadow */
     atomic_bool ep_watched;       /* some epoll shadow holds this state (pl_epoll.c) */
     struct pl_epoll *ep;          /* PL_KIND_EPOLL: the shadow registrations */
+    /* PL_KIND_EPOLL: our wakeup eventfd is in the real set, so the shadow
+     * has (or had) a tracked member. Lives here, not in *ep, so the fast
+     * paths read it without a reference: a state is never freed, only
+     * recycled, while *ep is freed when the epoll fd closes. */
+    atomic_bool ep_shadowing;
 
     uint8_t nonce[PL_NONCE_LEN];  /* ours (OFFER) or the peer's (ANSWER) */
 
