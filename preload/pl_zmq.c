@@ -145,7 +145,8 @@ static bool pl_zq_active(void)
 
 /* The table is read without a lock (every send and receive looks a socket
  * up). Writers hold pl_zq_lock. A removed entry leaves a tombstone, so a
- * probe chain is never cut, and states are never freed: a closed socket's
+ * probe chain is never cut (tombstones at a chain's end are cleared:
+ * pl_zq_clear_run), and states are never freed: a closed socket's
  * state goes on a free list and is reused, so a racing reader only ever
  * reads a live or recycled state, whose `s` cannot be its own socket. */
 #define PL_ZQ_GONE ((pl_zsock *)1)
@@ -208,6 +209,22 @@ static pl_zsock *pl_zq_add(void *s, int type)
     return z;
 }
 
+/* Marks that end where a chain ends turn back into empty slots, so that a
+ * process that keeps opening and closing sockets does not fill the table
+ * with them and make every miss a full scan. Safe for lock-free readers:
+ * no chain reaches past an empty slot, so none reaches a mark just before
+ * one. Under pl_zq_lock. */
+static void pl_zq_clear_run(size_t k)
+{
+    size_t next = (k + 1) % PL_ZQ_TAB;
+    while (!atomic_load_explicit(&pl_zq_tab[next], memory_order_relaxed) &&
+           atomic_load_explicit(&pl_zq_tab[k], memory_order_relaxed) == PL_ZQ_GONE) {
+        atomic_store_explicit(&pl_zq_tab[k], NULL, memory_order_release);
+        next = k;
+        k = (k + PL_ZQ_TAB - 1) % PL_ZQ_TAB;
+    }
+}
+
 static void pl_zq_remove(void *s)
 {
     pthread_mutex_lock(&pl_zq_lock);
@@ -219,6 +236,7 @@ static void pl_zq_remove(void *s)
             atomic_store_explicit(&pl_zq_tab[k], PL_ZQ_GONE, memory_order_release);
             atomic_store_explicit(&e->s, (void *)pl_zq_free, memory_order_relaxed);
             pl_zq_free = e;
+            pl_zq_clear_run(k);
             break;
         }
     }
