@@ -247,9 +247,7 @@ ssize_t pl_bulk_sendfile(pl_state *st, int out_fd, int in_fd, off_t *offset, siz
 
 /* ---- splice, copy_file_range ---- */
 
-/* A tracked state for fd whose inbound (or outbound) is not plain, with a
- * reference the caller drops; NULL when the kernel can do it alone. */
-static pl_state *pl_engaged(int fd, bool out)
+pl_state *pl_bulk_engaged(int fd, bool out)
 {
     pl_state *st = pl_state_get(fd);
     if (st && (out ? pl_bulk_out_plain(st) : pl_bulk_in_plain(st))) {
@@ -294,8 +292,8 @@ ssize_t pl_bulk_copy(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_
 {
     if (len == 0)
         return 0;
-    pl_state *in = pl_engaged(fd_in, false);
-    pl_state *out = pl_engaged(fd_out, true);
+    pl_state *in = pl_bulk_engaged(fd_in, false);
+    pl_state *out = pl_bulk_engaged(fd_out, true);
     size_t cap = len < PL_COPY_MAX ? len : PL_COPY_MAX;
     uint8_t *buf = malloc(cap);
     ssize_t r = -1;
@@ -415,14 +413,6 @@ int pl_bulk_recvmmsg(pl_state *st, int fd, struct mmsghdr *v, unsigned int n, in
  * still detecting (nothing of it read yet) reports the kernel's count: such
  * a pipe is almost always plain, and its bytes cannot be peeked. */
 
-static size_t pl_held(const pl_state *st)
-{
-    size_t n = 0;
-    for (const pl_seg *s = st->hold; s; s = s->next)
-        n += s->len - s->off;
-    return n;
-}
-
 static size_t pl_inq_framed(pl_state *st, int fd, size_t k)
 {
     if (st->raw_off < st->raw_len)
@@ -465,7 +455,7 @@ int pl_bulk_inq(pl_state *st, int fd, int *out)
         return 1;
     }
     int ret = 1;
-    size_t held = pl_held(st);
+    size_t held = pl_hold_bytes(st);
     size_t ans = 0;
     if (held > 0) {
         ans = held;

@@ -20,6 +20,9 @@
 /* A direction the kernel can carry alone: plain for good, nothing held. */
 bool pl_bulk_out_plain(const pl_state *st);
 bool pl_bulk_in_plain(pl_state *st);
+/* fd's state, with a reference the caller drops, if the engine must see its
+ * outbound (out) or inbound bytes; NULL when the kernel can do it alone. */
+pl_state *pl_bulk_engaged(int fd, bool out);
 
 /* sendfile(2) into the framed fd out_fd (st is its state). A region at or
  * above the proxy threshold is mapped and sent as one buffer (one token);

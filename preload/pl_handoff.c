@@ -123,14 +123,6 @@ static bool pl_lock_briefly(pthread_mutex_t *m)
     return false;
 }
 
-static size_t pl_hold_bytes(const pl_state *st)
-{
-    size_t n = 0;
-    for (const pl_seg *s = st->hold; s; s = s->next)
-        n += s->len - s->off;
-    return n;
-}
-
 static int pl_write_state(int mfd, pl_state *st)
 {
     /* 2 hex digits a byte; the largest fields are the token body, the

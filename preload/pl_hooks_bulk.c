@@ -15,25 +15,13 @@
 #include "pl_engine.h"
 #include "pl_real.h"
 
-/* The state of fd if the engine must see its outbound bytes, with a
- * reference the caller drops. */
-static pl_state *pl_out_engaged(int fd)
+/* pl_bulk_engaged after the fast path's one lookup: an untracked fd takes
+ * no reference. */
+static pl_state *pl_engaged(int fd, bool out)
 {
-    if (!pl_fd_get(fd))
-        return NULL;
-    pl_state *st = pl_state_get(fd);
-    if (st && pl_bulk_out_plain(st)) {
-        pl_state_put(st);
-        return NULL;
-    }
-    return st;
+    return pl_fd_get(fd) ? pl_bulk_engaged(fd, out) : NULL;
 }
 
-static bool pl_in_engaged(int fd)
-{
-    pl_state *st = pl_fd_get(fd);
-    return st && !pl_bulk_in_plain(st);
-}
 
 /* ---- sendfile ---- */
 
@@ -41,7 +29,7 @@ PL_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
     if (pl_g.dryrun && pl_fd_get(out_fd))
         return pl_dry_sendfile(out_fd, in_fd, offset, count, REAL(sendfile));
-    pl_state *st = pl_out_engaged(out_fd);
+    pl_state *st = pl_engaged(out_fd, true);
     if (!st)
         return REAL(sendfile)(out_fd, in_fd, offset, count);
     ssize_t r = pl_bulk_sendfile(st, out_fd, in_fd, offset, count);
@@ -54,25 +42,16 @@ _Static_assert(sizeof(off64_t) == sizeof(off_t), "sendfile64 assumes a 64-bit of
 
 PL_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
-    if (pl_g.dryrun && pl_fd_get(out_fd))
-        return pl_dry_sendfile(out_fd, in_fd, (off_t *)offset, count, REAL(sendfile));
-    pl_state *st = pl_out_engaged(out_fd);
-    if (!st)
-        return (REAL(sendfile64) ? pl_real.sendfile64 : REAL(sendfile))(out_fd, in_fd, offset,
-                                                                       count);
-    ssize_t r = pl_bulk_sendfile(st, out_fd, in_fd, (off_t *)offset, count);
-    pl_state_put(st);
-    return r;
+    return sendfile(out_fd, in_fd, (off_t *)offset, count);
 }
 
 /* ---- splice family ---- */
 
+/* One lookup per fd; pl_bulk_copy takes the references. */
 static bool pl_copy_engaged(int fd_in, int fd_out)
 {
-    if (!pl_fd_get(fd_in) && !pl_fd_get(fd_out))
-        return false;
-    pl_state *out = pl_fd_get(fd_out);
-    return pl_in_engaged(fd_in) || (out && !pl_bulk_out_plain(out));
+    pl_state *in = pl_fd_get(fd_in), *out = pl_fd_get(fd_out);
+    return (in && !pl_bulk_in_plain(in)) || (out && !pl_bulk_out_plain(out));
 }
 
 PL_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
@@ -122,7 +101,7 @@ PL_EXPORT ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned i
 
 PL_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 {
-    pl_state *st = pl_out_engaged(fd);
+    pl_state *st = pl_engaged(fd, true);
     if (!st)
         return REAL(sendmmsg)(fd, v, n, flags);
     int r = pl_bulk_sendmmsg(st, fd, v, n, flags);
@@ -133,9 +112,7 @@ PL_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 PL_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
                        struct timespec *timeout)
 {
-    if (!pl_in_engaged(fd))
-        return REAL(recvmmsg)(fd, v, n, flags, timeout);
-    pl_state *st = pl_state_get(fd);
+    pl_state *st = pl_engaged(fd, false);
     if (!st)
         return REAL(recvmmsg)(fd, v, n, flags, timeout);
     int r = pl_bulk_recvmmsg(st, fd, v, n, flags, timeout);

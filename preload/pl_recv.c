@@ -25,9 +25,7 @@
 
 static void pl_ready_update(pl_state *st)
 {
-    size_t n = st->raw_len - st->raw_off;
-    for (pl_seg *s = st->hold; s; s = s->next)
-        n += s->len - s->off;
+    size_t n = st->raw_len - st->raw_off + pl_hold_bytes(st);
     size_t old = atomic_exchange_explicit(&st->ready, n, memory_order_seq_cst);
     if (n > old)
         pl_epoll_on_ready(st); /* an edge for EPOLLET; wakes a sleeping epoll_wait */
@@ -473,15 +471,6 @@ static ssize_t pl_recv_take(pl_state *st, pl_io *io, uint8_t *buf, size_t n)
         if (r != PL_CONTINUE)
             return r;
     }
-}
-
-/* Bytes decoded and waiting in the hold queue. */
-static size_t pl_hold_bytes(const pl_state *st)
-{
-    size_t n = 0;
-    for (const pl_seg *s = st->hold; s; s = s->next)
-        n += s->len - s->off;
-    return n;
 }
 
 /* Takes up to n more bytes from behind the hold queue (raw bytes, then the

@@ -103,6 +103,15 @@ typedef struct pl_state {
     struct pl_state *next_free;
 } pl_state;
 
+/* Decoded bytes waiting in the hold queue. Under in_lock. */
+static inline size_t pl_hold_bytes(const pl_state *st)
+{
+    size_t n = 0;
+    for (const pl_seg *s = st->hold; s; s = s->next)
+        n += s->len - s->off;
+    return n;
+}
+
 #define PL_FD_CHUNK 1024
 #define PL_FD_CHUNKS 1024 /* tracks fds below 1M; higher fds are never touched */
 
