@@ -77,6 +77,8 @@ void pl_decide(pl_state *st, uint64_t n, pol_decision *d);
 void pl_decide_for(int channel, const struct sockaddr *peer, socklen_t peer_len, uint64_t n,
                    pol_decision *d);
 void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d);
+/* The same for a send with no fd state; where: "on socket 0x...", "to rank 3". */
+void pl_log_send_for(int channel, const char *where, uint64_t n, const pol_decision *d);
 
 /* Called before a state is recycled. */
 void pl_engine_finalize(pl_state *st);

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +18,6 @@
 #include "psi_stats.h"
 
 /* ---- send side ------------------------------------------------------------ */
-
-/* The policy context of every MPI send: channel mpi, no peer address. */
-static pl_state pl_mpi_chan = {.channel = POL_CH_MPI};
 
 static bool pl_mpi_sending(void)
 {
@@ -95,14 +93,18 @@ const void *pl_mpi_pack(const void *buf, MPI_Count count, MPI_Datatype type, MPI
     return *heap;
 }
 
-/* The decision for `bytes` of MPI payload: proxy or not. */
-static bool pl_want(uint64_t bytes, pol_decision *d)
+/* The decision for `bytes` of MPI payload to rank dest (-1: a Bcast's
+ * root): proxy or not. Channel mpi, no peer address. */
+static bool pl_want(uint64_t bytes, int dest, pol_decision *d)
 {
     if (!pl_mpi_sending() || bytes < PL_MPI_MSG_LEN || bytes < pl_g.min_candidate)
         return false;
-    pl_decide(&pl_mpi_chan, bytes, d);
-    if (d->action == POL_ACT_LOG)
-        pl_log_send(&pl_mpi_chan, -1, bytes, d);
+    pl_decide_for(POL_CH_MPI, NULL, 0, bytes, d);
+    if (d->action == POL_ACT_LOG) {
+        char where[32];
+        snprintf(where, sizeof where, dest >= 0 ? "to rank %d" : "as Bcast root", dest);
+        pl_log_send_for(POL_CH_MPI, where, bytes, d);
+    }
     return d->action == POL_ACT_PROXY;
 }
 
@@ -118,7 +120,7 @@ int pl_mpi_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int des
         return 0;
     uint64_t bytes = pl_mpi_bytes(count, type, &size);
     PSI_STAT_ADD(bytes_sent, bytes);
-    if (!pl_want(bytes, &d))
+    if (!pl_want(bytes, dest, &d))
         return 0;
     void *heap;
     const void *src = pl_mpi_pack(buf, count, type, size, bytes, comm, &heap);
@@ -239,7 +241,7 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
     pol_decision d;
     void *heap;
     psi_err err = {0};
-    if (!pl_want(bytes, &d))
+    if (!pl_want(bytes, -1, &d))
         return false;
     const void *src = pl_mpi_pack(buf, count, type, size, bytes, comm, &heap);
     if (!src)

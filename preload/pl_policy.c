@@ -101,9 +101,16 @@ void pl_decide(pl_state *st, uint64_t n, pol_decision *d)
                   st->peer_len, n, d);
 }
 
-void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d)
+void pl_log_send_for(int channel, const char *where, uint64_t n, const pol_decision *d)
 {
     const char *rule = d->rule >= 0 ? pl_g.policy->rules[d->rule].name : "(none)";
-    psi_log(PSI_LOG_WARN, "policy rule %s: %s send of %llu bytes on fd %d", rule,
-            pol_channel_name(st->channel ? st->channel : POL_CH_TCP), (unsigned long long)n, fd);
+    psi_log(PSI_LOG_WARN, "policy rule %s: %s send of %llu bytes %s", rule,
+            pol_channel_name(channel), (unsigned long long)n, where);
+}
+
+void pl_log_send(pl_state *st, int fd, uint64_t n, const pol_decision *d)
+{
+    char where[32];
+    snprintf(where, sizeof where, "on fd %d", fd);
+    pl_log_send_for(st->channel ? st->channel : POL_CH_TCP, where, n, d);
 }

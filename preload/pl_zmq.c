@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -458,10 +459,11 @@ static int pl_zq_plan(void *s, pl_zsock *z, const void *buf, size_t n, int flags
         pl_decide_for(POL_CH_ZMQ, c && c->len ? (const struct sockaddr *)&c->sa : NULL,
                       c ? c->len : 0, n, &d);
         if (d.action == POL_ACT_LOG) {
-            const char *rule = d.rule >= 0 ? pl_g.policy->rules[d.rule].name : "(none)";
-            psi_log(PSI_LOG_WARN, "policy rule %s: zmq send of %zu bytes on socket %p", rule, n, s);
+            char where[40];
+            snprintf(where, sizeof where, "on socket %p", s);
+            pl_log_send_for(POL_CH_ZMQ, where, n, &d);
         }
-        if (d.action == POL_ACT_PROXY && n >= d.threshold) {
+        if (d.action == POL_ACT_PROXY) {
             if (pl_zq_would_block(s, z, flags)) {
                 errno = EAGAIN;
                 return -1;
