@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "psi_config.h"
+#include "psi_hash.h"
 #include "psi_store.h"
 #include "psi_tool.h"
 #include "st_zmq.h"
@@ -183,8 +183,8 @@ static void srv_put(srv *s, zmq_msg_t *id, const stz_req *q, stz_rep *rep, zmq_m
         }
         /* The name must be the content's: a put under another object's
          * hash would poison every later dedup hit. */
-        XXH128_hash_t h = XXH3_128bits(s->z->msg_data(payload), q->size);
-        if (h.low64 != q->sum.lo || h.high64 != q->sum.hi) {
+        psi_hash128 h = psi_hash_buf(s->z->msg_data(payload), q->size);
+        if (h.lo != q->sum.lo || h.hi != q->sum.hi) {
             rep->status = EPROTO;
             srv_error(s, id, rep, "payload does not match its xxh3-128");
             return;
