@@ -97,6 +97,7 @@ typedef struct st_shm {
     pid_t pid; /* the process that opened this handle */
     uint64_t start;
     bool swept;
+    atomic_int dir_ok; /* the pool directory exists and passed the checks */
 } st_shm;
 
 /* What a resolved object keeps so psi_obj_release can drop its hold. */
@@ -314,9 +315,14 @@ static void seg_drop(st_shm *s, shm_seg *g, bool do_unlink)
 
 /* ---- the pool directory --------------------------------------------------- */
 
+/* Checked once per handle, not per put: a put that reuses a mapped segment
+ * does not touch the directory. A directory removed under us shows up as
+ * ENOENT when seg_create makes a file in it, which checks it again. */
 static int dir_ready(st_shm *s, psi_err *err)
 {
     struct stat st;
+    if (atomic_load_explicit(&s->dir_ok, memory_order_acquire))
+        return 0;
     if (mkdir(s->dir, 0700) < 0 && errno != EEXIST)
         return psi_fail(err, errno == ENOSPC ? ENOSPC : EIO, "shm store: cannot create %s: %s",
                         s->dir, strerror(errno));
@@ -324,6 +330,7 @@ static int dir_ready(st_shm *s, psi_err *err)
         (st.st_mode & 077))
         return psi_fail(err, EACCES, "shm store: %s must be a directory owned by uid %u with "
                         "mode 0700", s->dir, (unsigned)geteuid());
+    atomic_store_explicit(&s->dir_ok, 1, memory_order_release);
     return 0;
 }
 
@@ -501,9 +508,11 @@ static shm_seg *seg_create(st_shm *s, uint64_t cap, psi_err *err)
 {
     char name[ST_SHM_NAME_MAX + 1], path[PATH_MAX];
     int fd = -1;
+    bool remade = false;
 
     /* pid, start time and sequence make names unique; a collision (an
-     * unreadable /proc, a reused pid) only takes the next number. */
+     * unreadable /proc, a reused pid) only takes the next number. A
+     * directory removed under us (rm -rf of the pool) is made again. */
     for (int tries = 0; fd < 0 && tries < 16; tries++) {
         uint64_t seq = atomic_fetch_add(&shm_seq, 1);
         snprintf(name, sizeof name, "s%x-%" PRIx64 "-%" PRIx64, (unsigned)s->pid,
@@ -513,6 +522,13 @@ static shm_seg *seg_create(st_shm *s, uint64_t cap, psi_err *err)
             return NULL;
         }
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == ENOENT && !remade) {
+            remade = true;
+            atomic_store(&s->dir_ok, 0);
+            if (dir_ready(s, err) < 0)
+                return NULL;
+            continue;
+        }
         if (fd < 0 && errno != EEXIST)
             break;
     }

@@ -219,6 +219,31 @@ static void test_put_resolve_reuses_segment(void **state)
     free(b);
 }
 
+/* The directory is checked once per handle; removed under us (rm -rf of
+ * the pool), it is made again, with its checks, when a segment is next
+ * created. */
+static void test_pool_dir_removed(void **state)
+{
+    fixture *f = *state;
+    size_t n = 1u << 20;
+    uint8_t *a = pattern(n, 1), *b = pattern(n, 2);
+    psi_token t1, t2;
+    struct stat st;
+
+    put_ok(f, a, n, PSI_LIFE_REFCOUNT, 0, &t1);
+    rm_pool(f->dir);
+    assert_int_equal(stat(f->dir, &st), -1);
+    /* t1 still holds the mapped segment: this put needs a new file. */
+    put_ok(f, b, n, PSI_LIFE_REFCOUNT, 0, &t2);
+    assert_int_equal(stat(f->dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(count_segments(f->dir), 1);
+    resolve_ok(f, &t2, b, n);
+    free(a);
+    free(b);
+}
+
 static void test_unaligned_sizes(void **state)
 {
     fixture *f = *state;
@@ -589,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_urls),
         cmocka_unit_test_setup_teardown(test_put_resolve_reuses_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_dir_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unaligned_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_refcount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_on_read, setup, teardown),
