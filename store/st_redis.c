@@ -213,26 +213,13 @@ static void rd_reply_done(void *r)
     rd_api.free_reply(r);
 }
 
-/* Evict-on-read: the object went with the GETDEL; its metadata goes now
- * (best effort: it carries the TTL and expires anyway). */
-static void rd_drop_meta(st_redis *s, const rd_names *nm)
-{
-    rd_cmd c;
-    memset(&c, 0, sizeof c);
-    c.script = -1;
-    c.argc = 2;
-    RD_ARG(&c, 0, "DEL", 3);
-    RD_ARG(&c, 1, nm->meta, nm->meta_len);
-    if (rd_exec(s, nm->tag, nm->tag_len, &c, 1, NULL) == 0)
-        rd_free_replies(&c, 1);
-}
-
 static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_err *err)
 {
     enum rd_kind kind = rd_key_kind(tok->key, tok->key_len);
     const char *get = kind == RD_EVICT ? "GETDEL" : "GET";
     rd_names nm;
     rd_cmd c[RD_BATCH_CMDS + 1];
+    int nfirst = 1;
 
     if (kind == RD_BAD || strnlen(tok->key, sizeof tok->key) != tok->key_len)
         return psi_fail(err, EIO, "redis store: token key '%.*s' is not a redis store key",
@@ -247,18 +234,29 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
     c[0].argc = 2;
     RD_ARG(&c[0], 0, get, strlen(get));
     RD_ARG(&c[0], 1, nm.obj, nm.obj_len);
-    if (rd_exec(s, nm.tag, nm.tag_len, c, 1, err) < 0)
+    if (kind == RD_EVICT) {
+        /* The object goes with the GETDEL; its metadata goes in the same
+         * pipeline (same hashtag; best effort: it carries the TTL and
+         * expires anyway, so its reply is not checked). */
+        memset(&c[1], 0, sizeof c[1]);
+        c[1].script = -1;
+        c[1].argc = 2;
+        RD_ARG(&c[1], 0, "DEL", 3);
+        RD_ARG(&c[1], 1, nm.meta, nm.meta_len);
+        nfirst = 2;
+    }
+    if (rd_exec(s, nm.tag, nm.tag_len, c, nfirst, err) < 0)
         return -1;
     redisReply *first = c[0].reply;
     rd_node *n = c[0].node;
     if (first->type == REDIS_REPLY_NIL) {
-        rd_free_replies(c, 1);
+        rd_free_replies(c, nfirst);
         return psi_fail(err, ENOENT, "redis %s:%d: %s %s: no such object (expired, evicted, "
                         "already read, or lost in a restart)", n->host, n->port, get, nm.obj);
     }
     if (first->type != REDIS_REPLY_STRING) {
         rd_reply_fail(n, get, nm.obj, first, err);
-        rd_free_replies(c, 1);
+        rd_free_replies(c, nfirst);
         return -1;
     }
     if (first->len >= tok->size || first->len == 0) {
@@ -267,8 +265,7 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
         obj->len = first->len;
         obj->done = rd_reply_done;
         obj->done_ctx = first;
-        if (kind == RD_EVICT)
-            rd_drop_meta(s, &nm);
+        rd_free_replies(c + 1, nfirst - 1);
         return 0;
     }
 
@@ -277,12 +274,12 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
     size_t nchunks = st_redis_nchunks(size, chunk);
     uint8_t *buf = malloc(size);
     if (!buf) {
-        rd_free_replies(c, 1);
+        rd_free_replies(c, nfirst);
         return psi_fail(err, ENOMEM, "redis store: object %s: no memory for %zu bytes",
                         nm.obj, size);
     }
     memcpy(buf, first->str, chunk);
-    rd_free_replies(c, 1);
+    rd_free_replies(c, nfirst);
     char names[RD_BATCH_CMDS][sizeof nm.obj + 24];
     size_t i = 1;
     while (i < nchunks) {
@@ -322,8 +319,6 @@ static int rd_get_locked(st_redis *s, const psi_token *tok, psi_obj *obj, psi_er
         }
         rd_free_replies(c, nc);
     }
-    if (kind == RD_EVICT)
-        rd_drop_meta(s, &nm);
     obj->data = buf;
     obj->len = size;
     obj->heap = buf;
