@@ -7,6 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "psi_config.h"
 #include "psi_text.h"
 #include "st_redis.h"
 
@@ -47,31 +48,21 @@ static bool parse_int(const char *s, size_t n, long lo, long hi, long *v)
     return true;
 }
 
-/* 123, 64K, 64KiB, 1M, 1MB, 1G (binary units). */
-static bool parse_size(const char *s, size_t n, size_t *v)
+/* A size filling exactly [s, s+n), spelled as PSI_THRESHOLD is
+ * (psi_parse_size), in [lo, hi]. */
+static bool parse_size(const char *s, size_t n, uint64_t lo, uint64_t hi, size_t *v)
 {
-    size_t d = 0;
-    unsigned long long x = 0, mul = 1;
+    char buf[32];
+    uint64_t x;
+    psi_err e;
 
-    while (d < n && s[d] >= '0' && s[d] <= '9' && d < 12)
-        x = x * 10 + (unsigned)(s[d++] - '0');
-    if (d == 0)
+    if (n >= sizeof buf)
         return false;
-    const char *u = s + d;
-    size_t un = n - d;
-    if (un > 0) {
-        switch (u[0] | 0x20) {
-        case 'k': mul = 1ull << 10; break;
-        case 'm': mul = 1ull << 20; break;
-        case 'g': mul = 1ull << 30; break;
-        case 'b': mul = 1; break;
-        default: return false;
-        }
-        if (!(un == 1 || (un == 2 && (u[1] | 0x20) == 'b' && mul > 1) ||
-              (un == 3 && (u[1] | 0x20) == 'i' && (u[2] | 0x20) == 'b' && mul > 1)))
-            return false;
-    }
-    *v = (size_t)(x * mul);
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (psi_parse_size(buf, &x, &e) < 0 || x < lo || x > hi)
+        return false;
+    *v = (size_t)x;
     return true;
 }
 
@@ -166,8 +157,7 @@ static int parse_query(const char *url, const char *q, st_redis_url *u, psi_err 
                                 (int)vn, v);
             u->connect_timeout_ms = (int)x;
         } else if (kn == 5 && memcmp(q, "chunk", 5) == 0) {
-            if (!parse_size(v, vn, &u->chunk) || u->chunk < ST_REDIS_CHUNK_MIN ||
-                u->chunk > ST_REDIS_MAX_BULK_DEFAULT)
+            if (!parse_size(v, vn, ST_REDIS_CHUNK_MIN, ST_REDIS_MAX_BULK_DEFAULT, &u->chunk))
                 return URL_FAIL(err, url, "chunk='%.*s' (expected a size from 1K to 512M)",
                                 (int)vn, v);
         } else {

@@ -84,7 +84,7 @@ static void test_url_forms(void **state)
 
     assert_int_equal(parse("redis://h:1?chunk=1MiB"), 0);
     assert_int_equal(U.chunk, 1 << 20);
-    assert_int_equal(parse("redis://h:1?chunk=2mb&prefix="), 0);
+    assert_int_equal(parse("redis://h:1?chunk=2MiB&prefix="), 0);
     assert_int_equal(U.chunk, 2 << 20);
     assert_string_equal(U.prefix, "");
     assert_int_equal(parse("redis://[::1]"), 0);
