@@ -10,6 +10,14 @@ int psi_hex_digit_lower(int c)
     return -1;
 }
 
+bool psi_is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (psi_hex_digit_lower((unsigned char)s[i]) < 0)
+            return false;
+    return true;
+}
+
 int psi_hex_digit(int c)
 {
     return c >= 'A' && c <= 'F' ? c - 'A' + 10 : psi_hex_digit_lower(c);

@@ -60,14 +60,6 @@ typedef struct st_name {
     uint64_t pid;    /* ST_REF, ST_TMP */
 } st_name;
 
-static bool is_lower_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* Reads 1..max_digits decimal digits up to '.' or the end; *p moves past
  * them. Rejects overflow, so a name maps to exactly one number. */
 static bool take_num(const char **p, const char *end, int max_digits, uint64_t *v)
@@ -107,9 +99,9 @@ static enum st_kind st_name_parse(const char *s, size_t len, st_name *out)
     uint64_t seq;
 
     memset(out, 0, sizeof *out);
-    if (len == ST_HEX_LEN && is_lower_hex(s, len))
+    if (len == ST_HEX_LEN && psi_is_lower_hex(s, len))
         return out->kind = ST_OBJECT;
-    if (len > ST_HEX_LEN && is_lower_hex(s, ST_HEX_LEN)) {
+    if (len > ST_HEX_LEN && psi_is_lower_hex(s, ST_HEX_LEN)) {
         p = s + ST_HEX_LEN;
         if (take_dot(&p, end) && take_num(&p, end, 20, &out->expiry) &&
             take_dot(&p, end) && take_num(&p, end, 10, &out->pid) && out->pid > 0 &&

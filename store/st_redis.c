@@ -23,31 +23,23 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "psi_text.h"
 #include "st_redis_int.h"
 
 static atomic_uint_fast64_t rd_nonce_seq;
 
 /* ---- keys ----------------------------------------------------------------- */
 
-
-static bool rd_lower_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* A token key is one of ours: H, H-t or H-e<16 hex>. */
 enum rd_kind rd_key_kind(const char *k, size_t n)
 {
-    if (n < RD_HEX || !rd_lower_hex(k, RD_HEX) || !psi_key_valid(k, n))
+    if (n < RD_HEX || !psi_is_lower_hex(k, RD_HEX) || !psi_key_valid(k, n))
         return RD_BAD;
     if (n == RD_HEX)
         return RD_REF;
     if (n == RD_HEX + 2 && memcmp(k + RD_HEX, "-t", 2) == 0)
         return RD_TTL;
-    if (n == RD_HEX + 18 && memcmp(k + RD_HEX, "-e", 2) == 0 && rd_lower_hex(k + RD_HEX + 2, 16))
+    if (n == RD_HEX + 18 && memcmp(k + RD_HEX, "-e", 2) == 0 && psi_is_lower_hex(k + RD_HEX + 2, 16))
         return RD_EVICT;
     return RD_BAD;
 }

@@ -22,6 +22,20 @@ static void test_hex_digits(void **state)
     }
 }
 
+static void test_is_lower_hex(void **state)
+{
+    (void)state;
+    assert_true(psi_is_lower_hex("0123456789abcdef", 16));
+    assert_true(psi_is_lower_hex("", 0));
+    /* Only n bytes count. */
+    assert_true(psi_is_lower_hex("abcX", 3));
+    assert_false(psi_is_lower_hex("abcX", 4));
+    const char *bad[] = {"A", "0F", "g", "-", " ", "a.b", "\xe1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (psi_is_lower_hex(bad[i], strlen(bad[i])))
+            fail_msg("'%s' accepted", bad[i]);
+}
+
 static void test_pct_decode(void **state)
 {
     (void)state;
@@ -47,6 +61,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hex_digits),
+        cmocka_unit_test(test_is_lower_hex),
         cmocka_unit_test(test_pct_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
