@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "psi_err.h"
+#include "psi_le.h"
 
 enum {
     OFF_VERSION = 0,
@@ -28,21 +29,6 @@ enum {
     OFF_KEY = PSI_TOKEN_FIXED,
     CHECKSUM_LEN = 8,
 };
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-
-    for (int i = n - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 static int is_alnum(unsigned char c)
 {
@@ -116,13 +102,13 @@ int psi_token_encode(const psi_token *t, uint8_t *out, size_t cap, psi_err *err)
     out[OFF_CONNECTOR] = t->connector;
     out[OFF_LIFETIME] = t->lifetime;
     out[OFF_KEY_LEN] = t->key_len;
-    put_le(out + OFF_SIZE, t->size, 8);
-    put_le(out + OFF_SUM, t->sum.lo, 8);
-    put_le(out + OFF_SUM + 8, t->sum.hi, 8);
-    put_le(out + OFF_TTL, t->ttl, 4);
+    psi_put_le64(out + OFF_SIZE, t->size);
+    psi_put_le64(out + OFF_SUM, t->sum.lo);
+    psi_put_le64(out + OFF_SUM + 8, t->sum.hi);
+    psi_put_le32(out + OFF_TTL, t->ttl);
     out[OFF_RESERVED] = 0;
     memcpy(out + OFF_KEY, t->key, t->key_len);
-    put_le(out + OFF_KEY + t->key_len, XXH3_64bits(out, OFF_KEY + t->key_len), 8);
+    psi_put_le64(out + OFF_KEY + t->key_len, XXH3_64bits(out, OFF_KEY + t->key_len));
     return (int)len;
 }
 
@@ -148,7 +134,7 @@ static int decode_frame(const uint8_t *in, size_t len, psi_err *err)
         return psi_fail(err, EIO, "token: length mismatch: body is %zu bytes, key length "
                         "%zu needs %zu", len, k, PSI_TOKEN_FIXED + k + CHECKSUM_LEN);
 
-    uint64_t want = get_le(in + OFF_KEY + k, 8);
+    uint64_t want = psi_get_le64(in + OFF_KEY + k);
     if (XXH3_64bits(in, OFF_KEY + k) != want)
         return psi_fail(err, EIO, "token: body checksum mismatch");
     return 0;
@@ -165,10 +151,10 @@ int psi_token_decode(const uint8_t *in, size_t len, psi_token *out, psi_err *err
     t.connector = in[OFF_CONNECTOR];
     t.lifetime = in[OFF_LIFETIME];
     t.key_len = in[OFF_KEY_LEN];
-    t.size = get_le(in + OFF_SIZE, 8);
-    t.sum.lo = get_le(in + OFF_SUM, 8);
-    t.sum.hi = get_le(in + OFF_SUM + 8, 8);
-    t.ttl = (uint32_t)get_le(in + OFF_TTL, 4);
+    t.size = psi_get_le64(in + OFF_SIZE);
+    t.sum.lo = psi_get_le64(in + OFF_SUM);
+    t.sum.hi = psi_get_le64(in + OFF_SUM + 8);
+    t.ttl = psi_get_le32(in + OFF_TTL);
     memcpy(t.key, in + OFF_KEY, t.key_len);
     t.key[t.key_len] = '\0';
     /* Byte 32 is reserved: written as 0, not checked, like HELLO's flags. A

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "psi_le.h"
 #include "psi_registry.h"
 #include "psi_text.h"
 
@@ -75,36 +76,6 @@ const stz_api *stz_load(psi_err *err)
     return stz_loaded;
 }
 
-/* ---- little-endian fields ------------------------------------------------- */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* ---- requests and replies ------------------------------------------------- */
 
 /* Request header, 40 bytes:
@@ -117,12 +88,12 @@ void stz_req_encode(const stz_req *r, uint8_t out[STZ_REQ_LEN])
     out[1] = STZ_MAGIC1;
     out[2] = STZ_VERSION;
     out[3] = r->op;
-    put_u32(out + 4, r->id);
+    psi_put_le32(out + 4, r->id);
     out[8] = r->lifetime;
-    put_u32(out + 12, r->ttl);
-    put_u64(out + 16, r->size);
-    put_u64(out + 24, r->sum.lo);
-    put_u64(out + 32, r->sum.hi);
+    psi_put_le32(out + 12, r->ttl);
+    psi_put_le64(out + 16, r->size);
+    psi_put_le64(out + 24, r->sum.lo);
+    psi_put_le64(out + 32, r->sum.hi);
 }
 
 static bool op_names_object(uint8_t op)
@@ -147,12 +118,12 @@ int stz_req_decode(const uint8_t *in, size_t len, stz_req *r, psi_err *err)
     if (in[9] | in[10] | in[11])
         return psi_fail(err, EPROTO, "reserved request bytes are not zero");
     r->op = in[3];
-    r->id = get_u32(in + 4);
+    r->id = psi_get_le32(in + 4);
     r->lifetime = in[8];
-    r->ttl = get_u32(in + 12);
-    r->size = get_u64(in + 16);
-    r->sum.lo = get_u64(in + 24);
-    r->sum.hi = get_u64(in + 32);
+    r->ttl = psi_get_le32(in + 12);
+    r->size = psi_get_le64(in + 16);
+    r->sum.lo = psi_get_le64(in + 24);
+    r->sum.hi = psi_get_le64(in + 32);
     if (op_names_object(r->op) && r->size == 0)
         return psi_fail(err, EPROTO, "request op %u names an object of 0 bytes", r->op);
     return 0;
@@ -183,10 +154,10 @@ void stz_rep_encode(const stz_rep *r, uint8_t out[STZ_REP_LEN])
     out[1] = STZ_MAGIC1;
     out[2] = STZ_VERSION;
     out[3] = r->op;
-    put_u32(out + 4, r->id);
-    put_u32(out + 8, r->status);
-    put_u64(out + 16, r->v1);
-    put_u64(out + 24, r->v2);
+    psi_put_le32(out + 4, r->id);
+    psi_put_le32(out + 8, r->status);
+    psi_put_le64(out + 16, r->v1);
+    psi_put_le64(out + 24, r->v2);
 }
 
 int stz_rep_decode(const uint8_t *in, size_t len, stz_rep *r, psi_err *err)
@@ -201,13 +172,13 @@ int stz_rep_decode(const uint8_t *in, size_t len, stz_rep *r, psi_err *err)
         return psi_fail(err, EPROTO, "reply version %u, expected %d", in[2], STZ_VERSION);
     if (in[3] < STZ_PUT || in[3] > STZ_OP_MAX)
         return psi_fail(err, EPROTO, "unknown reply op %u", in[3]);
-    if (get_u32(in + 12) != 0)
+    if (psi_get_le32(in + 12) != 0)
         return psi_fail(err, EPROTO, "reserved reply bytes are not zero");
     r->op = in[3];
-    r->id = get_u32(in + 4);
-    r->status = get_u32(in + 8);
-    r->v1 = get_u64(in + 16);
-    r->v2 = get_u64(in + 24);
+    r->id = psi_get_le32(in + 4);
+    r->status = psi_get_le32(in + 8);
+    r->v1 = psi_get_le64(in + 16);
+    r->v2 = psi_get_le64(in + 24);
     if (r->status > 4095)
         return psi_fail(err, EPROTO, "reply status %u is not an errno value", r->status);
     return 0;
@@ -254,23 +225,23 @@ int stz_rep_check(const stz_rep *r, int more, size_t len, psi_err *err)
 void stz_ls_encode(const stz_ls_rec *r, uint8_t out[STZ_LS_REC_LEN])
 {
     memset(out, 0, STZ_LS_REC_LEN);
-    put_u64(out, r->sum.lo);
-    put_u64(out + 8, r->sum.hi);
-    put_u64(out + 16, r->size);
-    put_u64(out + 24, (uint64_t)r->age);
-    put_u64(out + 32, (uint64_t)r->refs);
-    put_u64(out + 40, (uint64_t)r->expires);
+    psi_put_le64(out, r->sum.lo);
+    psi_put_le64(out + 8, r->sum.hi);
+    psi_put_le64(out + 16, r->size);
+    psi_put_le64(out + 24, (uint64_t)r->age);
+    psi_put_le64(out + 32, (uint64_t)r->refs);
+    psi_put_le64(out + 40, (uint64_t)r->expires);
     out[48] = r->lifetime;
 }
 
 void stz_ls_decode(const uint8_t in[STZ_LS_REC_LEN], stz_ls_rec *r)
 {
-    r->sum.lo = get_u64(in);
-    r->sum.hi = get_u64(in + 8);
-    r->size = get_u64(in + 16);
-    r->age = (int64_t)get_u64(in + 24);
-    r->refs = (int64_t)get_u64(in + 32);
-    r->expires = (int64_t)get_u64(in + 40);
+    r->sum.lo = psi_get_le64(in);
+    r->sum.hi = psi_get_le64(in + 8);
+    r->size = psi_get_le64(in + 16);
+    r->age = (int64_t)psi_get_le64(in + 24);
+    r->refs = (int64_t)psi_get_le64(in + 32);
+    r->expires = (int64_t)psi_get_le64(in + 40);
     r->lifetime = in[48];
 }
 
@@ -279,7 +250,7 @@ void stz_stats_encode(const stz_stats *s, uint8_t out[STZ_STATS_LEN])
     const uint64_t v[8] = {s->objects, s->bytes, s->max_bytes, s->puts,
                            s->gets, s->dedup_hits, s->refused_full, s->expired};
     for (int i = 0; i < 8; i++)
-        put_u64(out + 8 * i, v[i]);
+        psi_put_le64(out + 8 * i, v[i]);
 }
 
 void stz_stats_decode(const uint8_t in[STZ_STATS_LEN], stz_stats *s)
@@ -287,7 +258,7 @@ void stz_stats_decode(const uint8_t in[STZ_STATS_LEN], stz_stats *s)
     uint64_t *v[8] = {&s->objects, &s->bytes, &s->max_bytes, &s->puts,
                       &s->gets, &s->dedup_hits, &s->refused_full, &s->expired};
     for (int i = 0; i < 8; i++)
-        *v[i] = get_u64(in + 8 * i);
+        *v[i] = psi_get_le64(in + 8 * i);
 }
 
 /* ---- keys ----------------------------------------------------------------- */
