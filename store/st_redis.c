@@ -325,8 +325,6 @@ static int st_redis_get(psi_store *st, const psi_token *tok, psi_obj *obj, psi_e
     rd_enter(s);
     int rc = rd_get_locked(s, tok, obj, err);
     rd_leave(s);
-    if (rc < 0 && err && err->code == ENOENT)
-        err->code = EIO;
     return rc;
 }
 
