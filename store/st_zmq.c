@@ -26,7 +26,6 @@
 #include "st_zmq.h"
 
 #define STZ_MAX_CONNS 16     /* cached server connections per process */
-#define STZ_CHUNK (256u << 10) /* hashed then copied while still in cache */
 #define STZ_LEND_MIN (256u << 10) /* payloads sent without a copy */
 #define STZ_SLOW_RATE 10000 /* bytes per ms (10 MB/s): the slowest link we wait for */
 
@@ -291,26 +290,12 @@ static void stz_leave(void)
     PSI_STORE_LEAVE();
 }
 
-/* The payload, copied into a message and hashed in one pass. */
-static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len,
-                    psi_hash128 *sum)
+/* The payload, copied into a message of its own. */
+static int stz_fill(const stz_api *z, zmq_msg_t *m, const void *buf, size_t len)
 {
     if (z->msg_init_size(m, len) < 0)
         return -1;
-    psi_hasher *st = psi_hasher_new();
-    if (!st) {
-        z->msg_close(m);
-        errno = ENOMEM;
-        return -1;
-    }
-    uint8_t *dst = z->msg_data(m);
-    const uint8_t *src = buf;
-    for (size_t off = 0; off < len; off += STZ_CHUNK) {
-        size_t n = len - off < STZ_CHUNK ? len - off : STZ_CHUNK;
-        psi_hasher_update(st, src + off, n);
-        memcpy(dst + off, src + off, n);
-    }
-    *sum = psi_hasher_done(st);
+    memcpy(z->msg_data(m), buf, len);
     return 0;
 }
 
@@ -366,12 +351,10 @@ static int st_zmq_put(psi_store *s, const void *buf, size_t len, const psi_put_o
         goto out;
     stz_lend lend = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     bool lent = len >= STZ_LEND_MIN;
-    if (lent) {
-        req.sum = psi_hash_buf(buf, len);
-        if (z->msg_init_data(&payload, (void *)buf, len, stz_lend_done, &lend) < 0)
-            lend.done = 1, lent = false;
-    }
-    if (!lent && stz_fill(z, &payload, buf, len, &req.sum) < 0) {
+    req.sum = psi_hash_buf(buf, len);
+    if (lent && z->msg_init_data(&payload, (void *)buf, len, stz_lend_done, &lend) < 0)
+        lend.done = 1, lent = false;
+    if (!lent && stz_fill(z, &payload, buf, len) < 0) {
         psi_fail(err, ENOMEM, "zmq store %s: no memory for a %zu-byte message", c->ep, len);
         goto out;
     }
