@@ -327,25 +327,18 @@ int pl_mpi_deliver_ent(pl_mpi_ent *e, void *buf, MPI_Count count, MPI_Datatype t
 }
 
 /* The first PL_MPI_MSG_LEN bytes a receive put into (buf, count, type), or
- * NULL. For a derived type they are packed into tmp (whole elements). */
+ * NULL. For a derived type they are packed into *tmp (the whole elements
+ * that cover them). */
 static const uint8_t *pl_peek(const void *buf, MPI_Count count, MPI_Datatype type,
-                              MPI_Comm comm, uint8_t **tmp)
+                              MPI_Comm comm, void **tmp)
 {
     MPI_Count size = 0;
     uint64_t cap = pl_mpi_bytes(count, type, &size);
     *tmp = NULL;
     if (cap < PL_MPI_MSG_LEN)
         return NULL;
-    if (pl_mpi_contiguous(type, size))
-        return buf;
-    MPI_Count k = (MPI_Count)((PL_MPI_MSG_LEN + (uint64_t)size - 1) / (uint64_t)size), pos = 0;
-    *tmp = malloc((size_t)k * (size_t)size);
-    if (!*tmp || pl_mpi_pack_x(buf, k, type, *tmp, k * size, &pos, comm) != MPI_SUCCESS) {
-        free(*tmp);
-        *tmp = NULL;
-        return NULL;
-    }
-    return *tmp;
+    MPI_Count k = (MPI_Count)((PL_MPI_MSG_LEN + (uint64_t)size - 1) / (uint64_t)size);
+    return pl_mpi_pack(buf, k, type, size, (uint64_t)k * (uint64_t)size, comm, tmp);
 }
 
 /* After a real receive into (buf, count, type) completed with st: if it
@@ -359,7 +352,7 @@ int pl_mpi_after_recv_x(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm 
     MPI_Count n = PL_MPI_MSG_LEN;
     if (!by_content && (n = pl_mpi_status_bytes(st)) != PL_MPI_MSG_LEN)
         return MPI_SUCCESS;
-    uint8_t *tmp;
+    void *tmp;
     const uint8_t *p = pl_peek(buf, count, type, comm, &tmp);
     pl_mpi_msg m;
     psi_err err = {0};
