@@ -527,18 +527,7 @@ MPI_Message pl_mpi_matched_handle(pl_mpi_ent *e)
 pl_mpi_ent *pl_mpi_matched_take(uint32_t handle)
 {
     pthread_mutex_lock(&pl_mpi_lock);
-    pl_mpi_ent *prev = NULL, *e;
-    for (e = pl_mpi_matched.head; e && e->handle != handle; prev = e, e = e->next)
-        ;
-    if (e) {
-        if (prev)
-            prev->next = e->next;
-        else
-            pl_mpi_matched.head = e->next;
-        if (pl_mpi_matched.tail == e)
-            pl_mpi_matched.tail = prev;
-        pl_mpi_matched.n--;
-    }
+    pl_mpi_ent *e = pl_mpi_stash_take_handle(&pl_mpi_matched, handle);
     pthread_mutex_unlock(&pl_mpi_lock);
     return e;
 }

@@ -116,22 +116,35 @@ pl_mpi_ent *pl_mpi_stash_peek(pl_mpi_stash *q, const pl_mpi_pat *p)
     return NULL;
 }
 
+/* Unlinks e, which follows prev (NULL: e is the head), and returns it. */
+static pl_mpi_ent *pl_mpi_stash_unlink(pl_mpi_stash *q, pl_mpi_ent *prev, pl_mpi_ent *e)
+{
+    if (prev)
+        prev->next = e->next;
+    else
+        q->head = e->next;
+    if (q->tail == e)
+        q->tail = prev;
+    q->n--;
+    e->next = NULL;
+    return e;
+}
+
 pl_mpi_ent *pl_mpi_stash_take(pl_mpi_stash *q, const pl_mpi_pat *p)
 {
     pl_mpi_ent *prev = NULL;
-    for (pl_mpi_ent *e = q->head; e; prev = e, e = e->next) {
-        if (!pl_mpi_match(e, p))
-            continue;
-        if (prev)
-            prev->next = e->next;
-        else
-            q->head = e->next;
-        if (q->tail == e)
-            q->tail = prev;
-        q->n--;
-        e->next = NULL;
-        return e;
-    }
+    for (pl_mpi_ent *e = q->head; e; prev = e, e = e->next)
+        if (pl_mpi_match(e, p))
+            return pl_mpi_stash_unlink(q, prev, e);
+    return NULL;
+}
+
+pl_mpi_ent *pl_mpi_stash_take_handle(pl_mpi_stash *q, uint32_t handle)
+{
+    pl_mpi_ent *prev = NULL;
+    for (pl_mpi_ent *e = q->head; e; prev = e, e = e->next)
+        if (e->handle == handle)
+            return pl_mpi_stash_unlink(q, prev, e);
     return NULL;
 }
 

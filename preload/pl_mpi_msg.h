@@ -88,6 +88,9 @@ void pl_mpi_stash_push(pl_mpi_stash *q, pl_mpi_ent *e);
  * (receive); NULL if none. */
 pl_mpi_ent *pl_mpi_stash_peek(pl_mpi_stash *q, const pl_mpi_pat *p);
 pl_mpi_ent *pl_mpi_stash_take(pl_mpi_stash *q, const pl_mpi_pat *p);
+/* The entry whose handle (pl_mpi_ent.handle) is `handle`, taken out; NULL
+ * if none. */
+pl_mpi_ent *pl_mpi_stash_take_handle(pl_mpi_stash *q, uint32_t handle);
 
 /* The payload size a stash entry reports to a probe. */
 static inline uint64_t pl_mpi_ent_bytes(const pl_mpi_ent *e)

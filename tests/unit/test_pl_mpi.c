@@ -255,6 +255,46 @@ static void test_stash_peek_and_tail(void **state)
     assert_null(q.tail);
 }
 
+/* A matched message is found by its handle wherever it sits; the queue
+ * stays whole (head, tail, count, next) around the one taken out. */
+static void test_stash_take_handle(void **state)
+{
+    pl_mpi_stash q = {0};
+    for (uint32_t h = 1; h <= 4; h++) {
+        pl_mpi_ent *e = ent(1, 0, (int)h);
+        e->handle = PL_MPI_FAKE_BASE | h;
+        pl_mpi_stash_push(&q, e);
+    }
+    assert_null(pl_mpi_stash_take_handle(&q, PL_MPI_FAKE_BASE | 9)); /* missing */
+    assert_int_equal(q.n, 4);
+
+    uint32_t order[] = {2, 1, 4, 3}; /* middle, first, last, the only one */
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        pl_mpi_ent *e = pl_mpi_stash_take_handle(&q, PL_MPI_FAKE_BASE | order[i]);
+        assert_non_null(e);
+        assert_int_equal(e->tag, (int)order[i]);
+        assert_null(e->next);
+        assert_int_equal(q.n, 3 - i);
+        free(e);
+        assert_null(pl_mpi_stash_take_handle(&q, PL_MPI_FAKE_BASE | order[i]));
+    }
+    assert_null(q.head);
+    assert_null(q.tail);
+
+    /* After taking the last, a push still appends. */
+    pl_mpi_ent *a = ent(1, 0, 5), *b = ent(1, 0, 6);
+    a->handle = PL_MPI_FAKE_BASE | 5;
+    b->handle = PL_MPI_FAKE_BASE | 6;
+    pl_mpi_stash_push(&q, a);
+    pl_mpi_stash_push(&q, b);
+    free(pl_mpi_stash_take_handle(&q, PL_MPI_FAKE_BASE | 6));
+    assert_ptr_equal(q.tail, a);
+    pl_mpi_stash_push(&q, ent(1, 0, 7));
+    take_is(&q, pat(1, 0, 0, false, true), 0, 5);
+    take_is(&q, pat(1, 0, 0, false, true), 0, 7);
+    assert_int_equal(q.n, 0);
+}
+
 static void test_ent_bytes(void **state)
 {
     pl_mpi_ent e = {0};
@@ -296,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_stash_order),
         cmocka_unit_test(test_stash_comm_and_miss),
         cmocka_unit_test(test_stash_peek_and_tail),
+        cmocka_unit_test(test_stash_take_handle),
         cmocka_unit_test(test_ent_bytes),
         cmocka_unit_test(test_fake_handles),
     };
