@@ -27,7 +27,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "pl_engine.h"
 #include "pl_mpi_msg.h"
@@ -237,13 +236,6 @@ int pl_mpi_error(MPI_Comm comm, int code)
     return code;
 }
 
-double pl_mpi_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Writes n packed bytes into (buf, count, type). Sets *written to what
  * landed; MPI_ERR_TRUNCATE if the buffer holds less than n, as MPI would.
  * obj, if not NULL, is the resolved object src lies in: its bytes are
@@ -288,7 +280,7 @@ int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Da
 {
     psi_obj obj;
     psi_err err = {0};
-    double t0 = pl_mpi_now();
+    uint64_t t0 = pl_now_ns();
     if (pl_store_resolve_lazy(&m->tok, &obj, &err) != 0) {
         PSI_STAT_ADD(errors, 1);
         psi_log(PSI_LOG_ERROR, "MPI receive: token for %llu bytes not resolved: %s",
@@ -298,7 +290,7 @@ int pl_mpi_deliver_token(const pl_mpi_msg *m, void *buf, MPI_Count count, MPI_Da
     uint64_t written = 0;
     int rc = pl_unpack(obj.data, obj.len, &obj, buf, count, type, comm, &written);
     psi_obj_release(&obj);
-    PSI_STAT_ADD(get_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
+    PSI_STAT_ADD(get_ns, pl_now_ns() - t0);
     PSI_STAT_ADD(tokens_resolved, 1);
     PSI_STAT_ADD(bytes_resolved, written);
     psi_log(PSI_LOG_DEBUG, "MPI receive: resolved token %s (%llu bytes)", m->tok.key,

@@ -67,7 +67,6 @@ void pl_mpi_status_set(MPI_Status *st, int source, int tag, uint64_t bytes);
 /* Calls the communicator's error handler, as MPI does for its own errors
  * (the default handler aborts the job), and returns code. */
 int pl_mpi_error(MPI_Comm comm, int code);
-double pl_mpi_now(void);
 
 static inline void pl_mpi_status_out(MPI_Status *out, const MPI_Status *st)
 {

@@ -128,7 +128,7 @@ int pl_mpi_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int des
         return 0;
     pl_mpi_msg m = {.kind = PL_MPI_TOKEN, .bytes = bytes};
     psi_err err = {0};
-    double t0 = pl_mpi_now();
+    uint64_t t0 = pl_now_ns();
     int rc = pl_put(src, bytes, &d, heap ? NULL : buf, comm, dest, &m.tok, &err);
     free(heap);
     if (rc != 0) {
@@ -138,7 +138,7 @@ int pl_mpi_tokenize(const void *buf, MPI_Count count, MPI_Datatype type, int des
                      (unsigned long long)bytes, err.msg);
         return 0;
     }
-    PSI_STAT_ADD(put_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
+    PSI_STAT_ADD(put_ns, pl_now_ns() - t0);
     if (pl_mpi_msg_encode(&m, msg, &err) != 0) {
         psi_log(PSI_LOG_ERROR, "MPI send: token message: %s", err.msg);
         return 0;
@@ -246,7 +246,7 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
     const void *src = pl_mpi_pack(buf, count, type, size, bytes, comm, &heap);
     if (!src)
         return false;
-    double t0 = pl_mpi_now();
+    uint64_t t0 = pl_now_ns();
     pl_mpi_msg m = {.kind = PL_MPI_TOKEN, .bytes = bytes};
     psi_token first;
     bool have = false, ok = true;
@@ -271,7 +271,7 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
                 "broadcasting it as is", (unsigned long long)bytes, err.msg);
         return false;
     }
-    PSI_STAT_ADD(put_ns, (uint64_t)((pl_mpi_now() - t0) * 1e9));
+    PSI_STAT_ADD(put_ns, pl_now_ns() - t0);
     PSI_STAT_ADD(tokens_sent, (uint64_t)(n - 1));
     PSI_STAT_ADD(bytes_proxied, bytes);
     psi_log(PSI_LOG_DEBUG, "MPI Bcast of %llu bytes as object %.32s, %d references",

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "pl_engine.h"
 #include "pl_epoll.h"
@@ -152,13 +151,6 @@ static ssize_t pl_fail(pl_state *st, int code)
     return -1;
 }
 
-static double pl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* A complete token body is in st->rx: resolve it into the hold queue. */
 static int pl_resolve(pl_state *st, int fd)
 {
@@ -171,13 +163,13 @@ static int pl_resolve(pl_state *st, int fd)
         return EIO;
     }
     psi_obj obj;
-    double t0 = pl_now();
+    uint64_t t0 = pl_now_ns();
     if (pl_store_resolve_lazy(&tok, &obj, &err) != 0) {
         psi_log(PSI_LOG_ERROR, "fd %d: cannot resolve token %s (%llu bytes): %s", fd, tok.key,
                 (unsigned long long)tok.size, err.msg);
         return err.code ? err.code : EIO;
     }
-    PSI_STAT_ADD(get_ns, (uint64_t)((pl_now() - t0) * 1e9));
+    PSI_STAT_ADD(get_ns, pl_now_ns() - t0);
     PSI_STAT_ADD(tokens_resolved, 1);
     PSI_STAT_ADD(bytes_resolved, obj.len);
     if (pl_hold_push(st, obj.data, obj.len, &obj) != 0) {

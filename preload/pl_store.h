@@ -5,7 +5,9 @@
 #include "psi_policy.h"
 #include "psi_store.h"
 
+#include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* The store slot for a send: the connector the rule named; else, when the
  * default store is remote (redis://, zmq://) and the peer is on this host
@@ -30,5 +32,14 @@ int pl_store_resolve(const psi_token *tok, psi_obj *obj, psi_err *err);
 int pl_store_resolve_lazy(const psi_token *tok, psi_obj *obj, psi_err *err);
 /* In a fork child: the parent's store handles are let go, not used. */
 void pl_store_atfork_child(void);
+
+/* The clock of the put_ns and get_ns statistics (CLOCK_MONOTONIC, in
+ * nanoseconds): PSI_STAT_ADD(put_ns, pl_now_ns() - t0). */
+static inline uint64_t pl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 #endif

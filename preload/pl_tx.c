@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
-#include <time.h>
 
 #include "pl_dryrun.h"
 #include "pl_engine.h"
@@ -82,13 +81,6 @@ static size_t pl_greeting(pl_state *st, int mode, uint8_t *p)
     return 0;
 }
 
-static double pl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Like pl_kwrite_all, but the first bytes the kernel takes carry the
  * application's name and control (SCM_RIGHTS must travel with its write). */
 static int pl_kwrite_all_msg(pl_io *io, const uint8_t *p, size_t len)
@@ -120,7 +112,7 @@ static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
     static atomic_int warned;
     psi_token tok;
     psi_err err = {0};
-    double t0 = pl_now();
+    uint64_t t0 = pl_now_ns();
     int slot = pl_store_route(d, st->peer_len ? (const struct sockaddr *)&st->peer : NULL,
                               st->peer_len);
     if (pl_store_put(buf, n, d, slot, &tok, &err) != 0) {
@@ -129,7 +121,7 @@ static ssize_t pl_send_token(pl_state *st, pl_io *io, uint8_t *pre, size_t plen,
                      n, err.msg);
         return 0;
     }
-    PSI_STAT_ADD(put_ns, (uint64_t)((pl_now() - t0) * 1e9));
+    PSI_STAT_ADD(put_ns, pl_now_ns() - t0);
     int blen = psi_token_encode(&tok, pre + plen + PL_REC_HDR, PSI_TOKEN_MAX_BODY, &err);
     if (blen < 0) {
         psi_log(PSI_LOG_ERROR, "token encode failed: %s", err.msg);

@@ -421,13 +421,6 @@ static bool pl_zq_may_token(pl_zsock *z)
     return true;
 }
 
-double pl_zq_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* What goes on the wire for one frame. */
 typedef struct pl_zplan {
     int kind; /* PL_ZF_PLAIN: the frame as it is; PL_ZF_ESCAPED; PL_ZF_TOKEN: frame[0..len) */
@@ -474,10 +467,10 @@ static int pl_zq_plan(void *s, pl_zsock *z, const void *buf, size_t n, int flags
                 d.lifetime = PSI_LIFE_TTL;
             psi_token tok;
             psi_err err = {0};
-            double t0 = pl_zq_now();
+            uint64_t t0 = pl_now_ns();
             /* ZeroMQ hides which peer gets a frame. */
             if (pl_store_put(buf, n, &d, pl_store_route_unknown(&d), &tok, &err) == 0) {
-                PSI_STAT_ADD(put_ns, (uint64_t)((pl_zq_now() - t0) * 1e9));
+                PSI_STAT_ADD(put_ns, pl_now_ns() - t0);
                 int l = pl_zf_token_encode(&tok, p->frame, sizeof(p->frame), &err);
                 if (l > 0) {
                     p->kind = PL_ZF_TOKEN;

@@ -89,8 +89,6 @@ typedef struct pl_zsock {
 /* The state of an application socket, or NULL: pass the call through. */
 pl_zsock *pl_zq_lookup(void *s);
 
-double pl_zq_now(void);
-
 /* A frame size as libzmq returns it (capped at INT_MAX). */
 int pl_zq_count(size_t n);
 

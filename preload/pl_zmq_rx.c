@@ -38,7 +38,7 @@ typedef struct pl_zrx {
 static int pl_zq_resolve(const psi_token *tok, pl_zrx *rx)
 {
     psi_err err = {0};
-    double t0 = pl_zq_now();
+    uint64_t t0 = pl_now_ns();
     if (pl_store_resolve(tok, &rx->obj, &err) != 0) {
         psi_log(PSI_LOG_ERROR, "zmq: cannot resolve token %s (%llu bytes): %s", tok->key,
                 (unsigned long long)tok->size, err.msg);
@@ -46,7 +46,7 @@ static int pl_zq_resolve(const psi_token *tok, pl_zrx *rx)
         errno = EIO;
         return -1;
     }
-    PSI_STAT_ADD(get_ns, (uint64_t)((pl_zq_now() - t0) * 1e9));
+    PSI_STAT_ADD(get_ns, pl_now_ns() - t0);
     PSI_STAT_ADD(tokens_resolved, 1);
     PSI_STAT_ADD(bytes_resolved, rx->obj.len);
     rx->data = rx->obj.data;
