@@ -29,6 +29,7 @@
 static pthread_once_t pl_abi_once = PTHREAD_ONCE_INIT;
 static atomic_bool pl_abi_known; /* read on every call: no pthread_once then */
 static const pl_mpi_ops *pl_abi_ops;
+static bool pl_abi_ompi; /* what pl_is_ompi found, for pl_err_intern */
 
 /* Open MPI (libmpi.so.40) exports its predefined objects under these
  * names; every other MPI we meet on Linux (MPICH, Intel MPI, MVAPICH)
@@ -62,6 +63,7 @@ static void pl_abi_pick(void)
     else
         psi_log(PSI_LOG_DEBUG, "MPI: %s ABI", ops->abi);
     pl_abi_ops = ops;
+    pl_abi_ompi = ompi;
     atomic_store_explicit(&pl_abi_known, true, memory_order_release);
 }
 
@@ -84,10 +86,11 @@ static bool pl_forward(void **slot, const char *sym)
     return p != NULL;
 }
 
-/* MPI_ERR_INTERN of the ABI in use, for a call with nowhere to go. */
+/* MPI_ERR_INTERN of the ABI in use, for a call with nowhere to go. Only
+ * called after pl_abi(), so pl_abi_pick has set pl_abi_ompi. */
 static int pl_err_intern(void)
 {
-    return pl_is_ompi() ? 17 : 16;
+    return pl_abi_ompi ? 17 : 16;
 }
 
 /* MPI_name and PMPI_name with parameters `params`: `call` (which may use
