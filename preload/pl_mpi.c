@@ -49,7 +49,7 @@ _Static_assert(sizeof(MPI_Comm) <= sizeof(pl_h) && sizeof(MPI_Datatype) <= sizeo
 /* ---- binding -------------------------------------------------------------- */
 
 static pthread_once_t pl_mpi_bind_once = PTHREAD_ONCE_INIT;
-static atomic_bool pl_mpi_bound; /* read on every call: no pthread_once then */
+static atomic_bool pl_mpi_bound; /* every symbol found */
 
 /* RTLD_NEXT finds the MPI library when the program links it. A binding
  * that loads it privately (dlopen RTLD_LOCAL) hides it from RTLD_NEXT; then
@@ -483,13 +483,11 @@ int pl_mpi_cancel(MPI_Request *req)
 {
     /* Nothing of ours: a cancelled receive completes with no data, and
      * completion looks at the status before any token. */
-    return pl_mpi_bind() ? R(Cancel)(req) : MPI_ERR_INTERN;
+    return R(Cancel)(req);
 }
 
 int pl_mpi_request_free(MPI_Request *req)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     /* Out of the table first: once MPI frees the handle, another thread's
      * new request may get the same value. */
     pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;

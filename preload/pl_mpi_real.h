@@ -43,7 +43,9 @@ typedef struct pl_mpi_real_table {
 extern pl_mpi_real_table pl_mpi_real;
 
 /* Binds the table once. false (and one log line) if this process has no
- * MPI library of this ABI to bind to. */
+ * MPI library of this ABI to bind to. It is the ops table's bind: the
+ * hooks call the entry points only after it returned true (pl_hooks_mpi.c,
+ * pl_abi_pick), so the entry points do not check again. */
 bool pl_mpi_bind(void);
 
 #define R(name) (pl_mpi_real.name)

@@ -24,8 +24,6 @@ static int pl_real_recv(void *buf, MPI_Count c, MPI_Datatype t, int source, int 
 int pl_mpi_recv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
                 MPI_Comm comm, MPI_Status *status, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     MPI_Status st;
     int rc;
     pl_mpi_ent *e = pl_mpi_q_take(comm, source, tag);
@@ -46,8 +44,6 @@ int pl_mpi_recv(void *buf, MPI_Count count, MPI_Datatype type, int source, int t
 int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
                  MPI_Comm comm, MPI_Request *req, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     pl_mpi_ent *e = pl_mpi_q_take(comm, source, tag);
     if (e)
         return pl_mpi_done_request(e, buf, count, type, comm, req);
@@ -63,8 +59,6 @@ int pl_mpi_irecv(void *buf, MPI_Count count, MPI_Datatype type, int source, int 
 int pl_mpi_recv_init(void *buf, MPI_Count count, MPI_Datatype type, int source, int tag,
                      MPI_Comm comm, MPI_Request *req, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     int rc = PL_LARGE(large, R(Recv_init_c)(buf, count, type, source, tag, comm, req),
                       R(Recv_init)(buf, (int)count, type, source, tag, comm, req));
     if (rc == MPI_SUCCESS && source != MPI_PROC_NULL)
@@ -126,8 +120,6 @@ int pl_mpi_sendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int 
                     int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
                     int rtag, MPI_Comm comm, MPI_Status *status, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     uint8_t msg[PL_MPI_MSG_LEN];
     if (pl_mpi_tokenize(sbuf, scount, stype, dest, comm, msg))
         return pl_sendrecv_do(msg, PL_MPI_MSG_LEN, MPI_BYTE, dest, stag, rbuf, rcount, rtype,
@@ -140,8 +132,6 @@ int pl_mpi_sendrecv_replace(void *buf, MPI_Count count, MPI_Datatype type, int d
                             int stag, int source, int rtag, MPI_Comm comm, MPI_Status *status,
                             bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     uint8_t msg[PL_MPI_MSG_LEN];
     /* Proxied, the outgoing bytes are in msg: the halves no longer share
      * a buffer. */
@@ -160,8 +150,6 @@ int pl_mpi_isendrecv(const void *sbuf, MPI_Count scount, MPI_Datatype stype, int
                      int stag, void *rbuf, MPI_Count rcount, MPI_Datatype rtype, int source,
                      int rtag, MPI_Comm comm, MPI_Request *req, bool large, bool replace)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     pl_mpi_req *r = calloc(1, sizeof *r);
     if (!r)
         return pl_mpi_error(comm, MPI_ERR_NO_MEM);
@@ -246,8 +234,6 @@ static pl_mpi_ent *pl_capture(MPI_Message *m, MPI_Comm comm, uint64_t bytes)
 
 int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     for (;;) {
         MPI_Status st;
         if (pl_mpi_q_probe(comm, source, tag, &st)) {
@@ -281,8 +267,6 @@ int pl_mpi_probe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *stat
 int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message,
                   MPI_Status *status)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     MPI_Status st;
     pl_mpi_ent *e = pl_mpi_q_take(comm, source, tag);
     if (!e) {
@@ -309,8 +293,6 @@ int pl_mpi_mprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *me
 int pl_mpi_mrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
                  MPI_Status *status, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     MPI_Status st;
     uint32_t ours;
     if (pl_mpi_is_fake_msg(*message, &ours)) {
@@ -338,8 +320,6 @@ int pl_mpi_mrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *mes
 int pl_mpi_imrecv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Message *message,
                   MPI_Request *req, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     uint32_t ours;
     if (pl_mpi_is_fake_msg(*message, &ours)) {
         pl_mpi_ent *e = pl_mpi_matched_take(ours);

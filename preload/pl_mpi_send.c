@@ -185,8 +185,6 @@ static int pl_real_send(int mode, const void *buf, MPI_Count c, MPI_Datatype t, 
 int pl_mpi_send(int mode, const void *buf, MPI_Count count, MPI_Datatype type, int dest,
                 int tag, MPI_Comm comm, MPI_Request *req, bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     if (mode < PL_MPI_ISEND) {
         uint8_t msg[PL_MPI_MSG_LEN];
         if (pl_mpi_tokenize(buf, count, type, dest, comm, msg))
@@ -282,8 +280,6 @@ static bool pl_bcast_store(const void *buf, MPI_Count count, MPI_Datatype type, 
 int pl_mpi_bcast(void *buf, MPI_Count count, MPI_Datatype type, int root, MPI_Comm comm,
                  bool large)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     MPI_Count size = 0;
     uint64_t bytes = pl_mpi_bytes(count, type, &size);
     int inter = 0, n = 0, rank = 0;

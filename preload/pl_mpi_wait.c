@@ -67,8 +67,6 @@ static int pl_settle(pl_scratch *s, int i, MPI_Status *st, int err)
 
 int pl_mpi_wait(MPI_Request *req, MPI_Status *status)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
     if (!r)
         return R(Wait)(req, status);
@@ -84,8 +82,6 @@ int pl_mpi_wait(MPI_Request *req, MPI_Status *status)
 
 int pl_mpi_test(MPI_Request *req, int *flag, MPI_Status *status)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
     if (!r)
         return R(Test)(req, flag, status);
@@ -103,8 +99,6 @@ int pl_mpi_test(MPI_Request *req, int *flag, MPI_Status *status)
 
 int pl_mpi_waitany(int n, MPI_Request reqs[], int *index, int *flag, MPI_Status *status)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     if (!pl_mpi_have_reqs())
         return flag ? R(Testany)(n, reqs, index, flag, status)
                     : R(Waitany)(n, reqs, index, status);
@@ -152,8 +146,6 @@ static int pl_finish_all(pl_scratch *s, int k, const int *idx, int rc)
 
 int pl_mpi_waitall(int n, MPI_Request reqs[], int *flag, MPI_Status *statuses)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     if (!pl_mpi_have_reqs())
         return flag ? R(Testall)(n, reqs, flag, statuses) : R(Waitall)(n, reqs, statuses);
     pl_scratch s;
@@ -171,8 +163,6 @@ int pl_mpi_waitall(int n, MPI_Request reqs[], int *flag, MPI_Status *statuses)
 int pl_mpi_waitsome(int n, MPI_Request reqs[], int *outcount, int indices[],
                     MPI_Status *statuses, bool test)
 {
-    if (!pl_mpi_bind())
-        return MPI_ERR_INTERN;
     if (!pl_mpi_have_reqs())
         return test ? R(Testsome)(n, reqs, outcount, indices, statuses)
                     : R(Waitsome)(n, reqs, outcount, indices, statuses);
