@@ -51,33 +51,44 @@ _Static_assert(sizeof(MPI_Comm) <= sizeof(pl_h) && sizeof(MPI_Datatype) <= sizeo
 static pthread_once_t pl_mpi_bind_once = PTHREAD_ONCE_INIT;
 static atomic_bool pl_mpi_bound; /* every symbol found */
 
-/* RTLD_NEXT finds the MPI library when the program links it. A binding
+/* The object every real symbol comes from, chosen once, by where `first` is.
+ * RTLD_NEXT finds the MPI library when the program links it. A binding
  * that loads it privately (dlopen RTLD_LOCAL) hides it from RTLD_NEXT; then
- * the library is already mapped and RTLD_NOLOAD finds it by soname. */
-static void *pl_mpi_sym(const char *name)
+ * the library is already mapped and RTLD_NOLOAD finds it by soname (that
+ * handle is kept: we call into the library from then on). NULL: none. */
+static void *pl_mpi_lib(const char *first)
 {
     static const char *const libs[] = PL_MPI_SONAMES;
-    void *p = dlsym(RTLD_NEXT, name);
-    for (size_t i = 0; !p && i < sizeof libs / sizeof libs[0]; i++) {
+    if (dlsym(RTLD_NEXT, first))
+        return RTLD_NEXT;
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
         void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (h && dlsym(h, first))
+            return h;
         if (h)
-            p = dlsym(h, name);
+            dlclose(h);
     }
-    return p;
+    return NULL;
+}
+
+static void *pl_mpi_sym(void *lib, const char *name)
+{
+    return lib ? dlsym(lib, name) : NULL;
 }
 
 static void pl_mpi_bind_all(void)
 {
     const char *missing = NULL;
+    void *lib = pl_mpi_lib("PMPI_Send");
 #define PL_MPI_BIND(name)                                         \
-    *(void **)&pl_mpi_real.name = pl_mpi_sym("PMPI_" #name);     \
+    *(void **)&pl_mpi_real.name = pl_mpi_sym(lib, "PMPI_" #name); \
     if (!pl_mpi_real.name && !missing)                            \
         missing = "PMPI_" #name;
     PL_MPI_REAL(PL_MPI_BIND)
 #undef PL_MPI_BIND
 #ifdef PL_MPI_ABI_OMPI
 #define PL_OMPI_BIND(name)                                        \
-    if (!(pl_ompi_obj.name = pl_mpi_sym(#name)) && !missing)      \
+    if (!(pl_ompi_obj.name = pl_mpi_sym(lib, #name)) && !missing) \
         missing = #name;
     PL_OMPI_OBJS(PL_OMPI_BIND)
 #undef PL_OMPI_BIND
