@@ -63,6 +63,8 @@ MPI_ABIS ?= mpich ompi
 MPI_PC_mpich := mpich
 MPI_PC_ompi  := ompi-c
 MPI_BUILT := $(foreach a,$(MPI_ABIS),$(if $(shell pkg-config --exists $(MPI_PC_$(a)) 2>/dev/null && echo y),$(a)))
+# MPI_CFLAGS_<abi>: where that ABI's mpi.h is, asked of pkg-config once.
+$(foreach a,$(MPI_BUILT),$(eval MPI_CFLAGS_$(a) := $(shell pkg-config --cflags $(MPI_PC_$(a)))))
 MPI_OBJ     := $(MPI_BUILT:%=$(B)/obj/mpi-%.o)
 SAN_MPI_OBJ := $(MPI_BUILT:%=$(B)/san/mpi-%.o)
 # The hooks are built for the set of ABIs; the stamp's name is that set,
@@ -80,13 +82,13 @@ $(B)/obj/preload/pl_hooks_mpi.o $(B)/san/preload/pl_hooks_mpi.o: \
 define mpi_abi
 $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o): $$(B)/$(2)/mpi/$(1)/%.o: %.c $$(HDRS)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CPPFLAGS_ALL) $$(shell pkg-config --cflags $$(MPI_PC_$(1))) $$(CPPFLAGS) $(3) $$(WARN) $$(PICFLAGS) -c $$< -o $$@
+	$$(CC) $$(CPPFLAGS_ALL) $$(MPI_CFLAGS_$(1)) $$(CPPFLAGS) $(3) $$(WARN) $$(PICFLAGS) -c $$< -o $$@
 $$(B)/$(2)/mpi-$(1).o: $$(MPI_LOGIC_SRC:%.c=$$(B)/$(2)/mpi/$(1)/%.o)
 	$$(LD) -r -o $$@.tmp $$^
 	objcopy -G pl_mpi_ops_$(1) $$@.tmp $$@ && rm -f $$@.tmp
 $$(B)/$(4)/test_mpi_abi_$(1): tests/unit/abi_pl_mpi.c $$(HDRS)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CPPFLAGS_ALL) $$(shell pkg-config --cflags $$(MPI_PC_$(1))) $(3) $$(WARN) -o $$@ $$< -lcmocka
+	$$(CC) $$(CPPFLAGS_ALL) $$(MPI_CFLAGS_$(1)) $(3) $$(WARN) -o $$@ $$< -lcmocka
 endef
 $(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),obj,$$(CFLAGS),tests)))
 $(foreach a,$(MPI_BUILT),$(eval $(call mpi_abi,$(a),san,$$(SAN_FLAGS),san/tests)))
