@@ -118,7 +118,11 @@ static atomic_uint pl_mpi_nq;           /* pl_mpi_q.n, read without the lock */
 static uint32_t pl_mpi_next_handle;
 
 #define PL_REQ_BUCKETS 256
-static pl_mpi_req *pl_mpi_reqs[PL_REQ_BUCKETS];
+/* Written under pl_mpi_lock; a bucket's head is also read without it, so
+ * that completing a request that is not ours (its bucket empty, the usual
+ * case) takes no lock. That read cannot miss an entry: a request is added
+ * by the call that creates it, before the application has its handle. */
+static _Atomic(pl_mpi_req *) pl_mpi_reqs[PL_REQ_BUCKETS];
 static atomic_uint pl_mpi_nreq;
 
 bool pl_mpi_have_reqs(void)
@@ -135,23 +139,30 @@ void pl_mpi_req_add(pl_mpi_req *r)
 {
     pthread_mutex_lock(&pl_mpi_lock);
     unsigned b = pl_req_bucket(r->h);
-    r->next = pl_mpi_reqs[b];
-    pl_mpi_reqs[b] = r;
+    r->next = atomic_load_explicit(&pl_mpi_reqs[b], memory_order_relaxed);
+    atomic_store_explicit(&pl_mpi_reqs[b], r, memory_order_release);
     atomic_fetch_add(&pl_mpi_nreq, 1);
     pthread_mutex_unlock(&pl_mpi_lock);
 }
 
-/* The entry of h, unlinked unless persistent (`all`: unlink those too). */
-static pl_mpi_req *pl_req_take(MPI_Request h, bool all)
+pl_mpi_req *pl_mpi_req_claim(MPI_Request h)
 {
     if (!pl_mpi_have_reqs() || h == MPI_REQUEST_NULL)
         return NULL;
+    unsigned b = pl_req_bucket(h);
+    if (!atomic_load_explicit(&pl_mpi_reqs[b], memory_order_acquire))
+        return NULL;
     pthread_mutex_lock(&pl_mpi_lock);
-    pl_mpi_req **pp = &pl_mpi_reqs[pl_req_bucket(h)], *r;
-    while ((r = *pp) && r->h != h)
-        pp = &r->next;
-    if (r && (all || !r->persistent)) {
-        *pp = r->next;
+    pl_mpi_req *prev = NULL, *r = atomic_load_explicit(&pl_mpi_reqs[b], memory_order_relaxed);
+    while (r && r->h != h) {
+        prev = r;
+        r = r->next;
+    }
+    if (r) {
+        if (prev)
+            prev->next = r->next;
+        else
+            atomic_store_explicit(&pl_mpi_reqs[b], r->next, memory_order_relaxed);
         atomic_fetch_sub(&pl_mpi_nreq, 1);
     }
     pthread_mutex_unlock(&pl_mpi_lock);
@@ -449,10 +460,6 @@ void pl_mpi_watch_recv(void *buf, MPI_Count count, MPI_Datatype type, MPI_Comm c
     pl_mpi_req_add(r);
 }
 
-pl_mpi_req *pl_mpi_req_claim(MPI_Request h)
-{
-    return pl_req_take(h, true);
-}
 
 int pl_mpi_req_finish(pl_mpi_req *r, MPI_Status *st)
 {
@@ -501,7 +508,7 @@ int pl_mpi_request_free(MPI_Request *req)
 {
     /* Out of the table first: once MPI frees the handle, another thread's
      * new request may get the same value. */
-    pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
+    pl_mpi_req *r = pl_mpi_req_claim(*req);
     int rc = R(Request_free)(req);
     if (r && rc != MPI_SUCCESS) {
         pl_mpi_req_add(r);

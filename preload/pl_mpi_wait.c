@@ -67,7 +67,7 @@ static int pl_settle(pl_scratch *s, int i, MPI_Status *st, int err)
 
 int pl_mpi_wait(MPI_Request *req, MPI_Status *status)
 {
-    pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
+    pl_mpi_req *r = pl_mpi_req_claim(*req);
     if (!r)
         return R(Wait)(req, status);
     MPI_Status st;
@@ -82,7 +82,7 @@ int pl_mpi_wait(MPI_Request *req, MPI_Status *status)
 
 int pl_mpi_test(MPI_Request *req, int *flag, MPI_Status *status)
 {
-    pl_mpi_req *r = pl_mpi_have_reqs() ? pl_mpi_req_claim(*req) : NULL;
+    pl_mpi_req *r = pl_mpi_req_claim(*req);
     if (!r)
         return R(Test)(req, flag, status);
     MPI_Status st;
