@@ -6,6 +6,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "psi_le.h"
+
 /* First byte 0xA7: not ASCII, not a small integer, not a common float
  * exponent byte, so user data rarely starts like this; the checksum over
  * the whole message makes a false match negligible (docs/mpi.md). */
@@ -24,36 +26,22 @@ const uint8_t pl_mpi_magic[PL_MPI_MAGIC_LEN] = {0xA7, 'P', 'S', 'I', '-', 'M', '
 #define OFF_BYTES 24
 #define OFF_BODY 32
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 int pl_mpi_msg_encode(const pl_mpi_msg *m, uint8_t out[PL_MPI_MSG_LEN], psi_err *err)
 {
     memset(out, 0, PL_MPI_MSG_LEN);
     memcpy(out, pl_mpi_magic, PL_MPI_MAGIC_LEN);
     out[OFF_VERSION] = PL_MPI_MSG_VERSION;
     out[OFF_KIND] = m->kind;
-    put_le(out + OFF_BYTES, m->bytes, 8);
+    psi_put_le64(out + OFF_BYTES, m->bytes);
     if (m->kind == PL_MPI_TOKEN) {
         int blen = psi_token_encode(&m->tok, out + OFF_BODY, PL_MPI_SUM_OFF - OFF_BODY, err);
         if (blen < 0)
             return -1;
-        put_le(out + OFF_BODYLEN, (uint64_t)blen, 2);
+        psi_put_le16(out + OFF_BODYLEN, (uint16_t)blen);
     } else if (m->kind != PL_MPI_INLINE) {
         return psi_fail(err, EINVAL, "mpi token message: unknown kind %u", (unsigned)m->kind);
     }
-    put_le(out + PL_MPI_SUM_OFF, XXH3_64bits(out, PL_MPI_SUM_OFF), 8);
+    psi_put_le64(out + PL_MPI_SUM_OFF, XXH3_64bits(out, PL_MPI_SUM_OFF));
     return 0;
 }
 
@@ -66,15 +54,15 @@ int pl_mpi_msg_decode(const uint8_t in[PL_MPI_MSG_LEN], pl_mpi_msg *m, psi_err *
 {
     if (memcmp(in, pl_mpi_magic, PL_MPI_MAGIC_LEN) != 0)
         return psi_fail(err, EIO, "mpi token message: bad magic");
-    if (get_le(in + PL_MPI_SUM_OFF, 8) != XXH3_64bits(in, PL_MPI_SUM_OFF))
+    if (psi_get_le64(in + PL_MPI_SUM_OFF) != XXH3_64bits(in, PL_MPI_SUM_OFF))
         return psi_fail(err, EIO, "mpi token message: checksum mismatch");
     if (in[OFF_VERSION] != PL_MPI_MSG_VERSION)
         return psi_fail(err, EIO, "mpi token message: version %u (this build speaks %u)",
                         (unsigned)in[OFF_VERSION], PL_MPI_MSG_VERSION);
     memset(m, 0, sizeof *m);
     m->kind = in[OFF_KIND];
-    m->bytes = get_le(in + OFF_BYTES, 8);
-    size_t blen = (size_t)get_le(in + OFF_BODYLEN, 2);
+    m->bytes = psi_get_le64(in + OFF_BYTES);
+    size_t blen = psi_get_le16(in + OFF_BODYLEN);
     if (m->kind == PL_MPI_INLINE)
         return blen == 0 ? 0 : psi_fail(err, EIO, "mpi token message: inline with a body");
     if (m->kind != PL_MPI_TOKEN)

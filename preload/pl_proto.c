@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "psi_le.h"
+
 /* docs/protocol.md §2 */
 static const uint8_t pl_hello_magic[4] = {0xF5, 'P', 'S', 'H'};
 static const uint8_t pl_answer_magic[4] = {0xF5, 'P', 'S', 'A'};
@@ -61,15 +63,10 @@ void pl_rx_init(pl_rx *rx)
     rx->phase = PL_RX_HDR;
 }
 
-static uint32_t pl_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* A complete header: check it and enter the body phase. */
 static int pl_rx_header(pl_rx *rx)
 {
-    uint32_t len = pl_le32(rx->hdr + 1);
+    uint32_t len = psi_get_le32(rx->hdr + 1);
     rx->hdr_len = 0;
     switch (rx->hdr[0]) {
     case PL_REC_DATA:

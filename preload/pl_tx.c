@@ -14,6 +14,7 @@
 #include "pl_io.h"
 #include "pl_real.h"
 #include "pl_store.h"
+#include "psi_le.h"
 #include "psi_log.h"
 #include "psi_stats.h"
 
@@ -25,18 +26,11 @@
  * plain write instead of a gathered one. */
 #define PL_SMALL_WRITE 1024
 
-static void pl_put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 static size_t pl_record_header(uint8_t *p, uint8_t type, uint32_t len)
 {
     p[0] = type;
-    pl_put_le32(p + 1, len);
+    psi_put_le32(p + 1, len);
     return PL_REC_HDR;
 }
 
